@@ -1,0 +1,3 @@
+from tsops.cli.main import main
+
+main()

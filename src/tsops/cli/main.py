@@ -1,0 +1,294 @@
+"""The ``tsops`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="tsops",
+    help="Automated MLOps for many irregular time series: ingest, clean, forecast, track, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+catalog_app = typer.Typer(help="Browse the metadata catalog.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error to report as a message, without a traceback."""
+
+
+class _State:
+    project_dir: Optional[Path] = None  # noqa: UP045 - typer reads these annotations
+
+
+state = _State()
+
+
+@app.callback()
+def _root(
+    project: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--project", "-p", envvar="TSOPS_PROJECT", help="project directory (default: search from cwd)"
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more logging (-v info, -vv debug)"),
+) -> None:
+    state.project_dir = project
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console)])
+
+
+def load():
+    from tsops.config import load_project
+
+    return load_project(state.project_dir)
+
+
+# ---------------------------------------------------------------------------------------------- init
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), help="where to create the project"),
+    name: Optional[str] = typer.Option(None, help="project name (default: the directory name)"),  # noqa: UP045
+    force: bool = typer.Option(False, "--force", help="overwrite an existing tsops.yaml"),
+) -> None:
+    """Create a project: a commented tsops.yaml to edit."""
+    from tsops.config import init_project
+
+    p = init_project(directory, name=name, overwrite=force)
+    console.print(f"[green]wrote[/green] {p}\nEdit its `datasets:` section, then run `tsops ingest`.")
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    dataset: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--dataset", "-d", help="dataset(s) to ingest (default: every dataset with a source)"
+    ),
+    follow: bool = typer.Option(False, "--follow", help="keep consuming (Kafka) instead of stopping when caught up"),
+    max_batches: Optional[int] = typer.Option(None, help="stop after this many batches"),  # noqa: UP045
+) -> None:
+    """Ingest new records from each dataset's source into the lake, exactly once."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tsops.ingest.api import ingest as run
+
+    project = load()
+    names = dataset or [n for n, d in project.config.datasets.items() if d.source is not None]
+    if not names:
+        raise UserError("no dataset has a `source:` in tsops.yaml: nothing to ingest")
+    reports = []
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=err_console, transient=False,
+    ) as progress:
+        for name in names:
+            task = progress.add_task(name, total=None, info="")
+
+            def on_batch(r, task=task) -> None:
+                progress.update(
+                    task,
+                    info=f"{r.consumed:,} consumed · {r.accepted:,} accepted · {r.quarantined:,} quarantined"
+                    f" · {r.records_per_s:,.0f} rec/s",
+                )
+
+            rep = run(project, name, follow=follow, max_batches=max_batches, on_batch=on_batch)
+            progress.update(task, total=1, completed=1)
+            reports.append(rep)
+    t = Table(title="ingestion")
+    for col in ("dataset", "source", "batches", "consumed", "accepted", "quarantined", "observations", "series",
+                "rolled back", "rec/s"):
+        t.add_column(col, justify="right" if col not in ("dataset", "source") else "left")
+    for r in reports:
+        t.add_row(r.dataset, r.source, f"{r.batches:,}", f"{r.consumed:,}", f"{r.accepted:,}",
+                  f"{r.quarantined:,}", f"{r.observations:,}", f"{r.series:,}", str(r.rolled_back),
+                  f"{r.records_per_s:,.0f}")
+    console.print(t)
+    for r in reports:
+        if r.reasons:
+            console.print(f"[yellow]{r.dataset}: quarantined by reason[/yellow] " + ", ".join(
+                f"{k} ({v})" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])))
+
+
+# ---------------------------------------------------------------------------------------------- catalog
+@catalog_app.command("list")
+def catalog_list(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="list this dataset's series"),  # noqa: UP045
+    like: Optional[str] = typer.Option(None, help="series id pattern, * as wildcard"),  # noqa: UP045
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Datasets (or, with --dataset, their series) known to the catalog."""
+    from tsops.catalog import us_to_iso
+
+    project = load()
+    cat = project.catalog()
+    if dataset is None:
+        rows = cat.list_datasets()
+        if as_json:
+            console.print_json(json.dumps(rows, default=str))
+            return
+        t = Table(title="datasets")
+        for c in ("dataset", "series", "observations", "first", "last"):
+            t.add_column(c)
+        for r in rows:
+            t.add_row(r["name"], f"{r['series']:,}", f"{r['observations']:,}", us_to_iso(r["first_ts_us"]) or "",
+                      us_to_iso(r["last_ts_us"]) or "")
+        console.print(t)
+        return
+    rows = cat.list_series(dataset, like)
+    if as_json:
+        console.print_json(json.dumps(rows, default=str, ensure_ascii=False))
+        return
+    t = Table(title=f"series of {dataset}")
+    for c in ("series_id", "count", "first", "last", "unit", "period"):
+        t.add_column(c)
+    for r in rows:
+        period = r.get("period_s") or (r.get("quality") or {}).get("period_s")
+        t.add_row(r["series_id"], f"{r['count']:,}", r["first_ts"] or "", r["last_ts"] or "",
+                  str(r.get("unit") or ""), f"{period:g} s" if period else "")
+    console.print(t)
+
+
+@catalog_app.command("show")
+def catalog_show(
+    name: str = typer.Argument(..., help="a dataset name, or a series id with --dataset"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
+) -> None:
+    """The full JSON document of a dataset or of one series."""
+    project = load()
+    cat = project.catalog()
+    if dataset is None:
+        doc = cat.get_dataset(name)
+        if doc is None:
+            raise UserError(f"dataset {name!r} is not in the catalog (see `tsops catalog list`)")
+        doc["totals"] = cat.batch_totals(name)
+    else:
+        doc = cat.get_series(dataset, name)
+        if doc is None:
+            raise UserError(f"series {name!r} of dataset {dataset!r} is not in the catalog "
+                            f"(see `tsops catalog list --dataset {dataset}`)")
+    console.print_json(json.dumps(doc, default=str, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------------------------- sql
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help='e.g. "SELECT series_id, count(*) FROM raw_sensors GROUP BY 1"'),
+    limit: int = typer.Option(50, help="rows to print"),
+    csv: Optional[Path] = typer.Option(None, help="write the full result to this CSV file"),  # noqa: UP045
+) -> None:
+    """Run DuckDB SQL over the lake: one view per zone and dataset (raw_<dataset>, quarantine_<dataset>, ...)."""
+    from tsops.lake.sql import query as run_query
+
+    project = load()
+    try:
+        df = run_query(project.lake(), query)
+    except Exception as err:  # duckdb errors carry the useful message
+        if type(err).__module__.startswith("duckdb") or type(err).__module__.startswith("_duckdb"):
+            raise UserError(f"SQL error: {err}") from None
+        raise
+    if csv:
+        df.to_csv(csv, index=False)
+        console.print(f"wrote {len(df):,} rows to {csv}")
+    t = Table(show_lines=False)
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.head(limit).itertuples(index=False):
+        t.add_row(*[str(v) for v in row])
+    console.print(t)
+    if len(df) > limit:
+        console.print(f"... {len(df) - limit:,} more rows (use --limit or --csv)")
+
+
+# ---------------------------------------------------------------------------------------------- retention
+@app.command()
+def retention(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
+    dry_run: bool = typer.Option(False, "--dry-run", help="only print what would be removed"),
+) -> None:
+    """Delete whole day partitions older than each dataset's retention policy."""
+    from tsops.lake.retention import apply_retention
+
+    project = load()
+    names = [dataset] if dataset else list(project.config.datasets)
+    lake, cat = project.lake(), project.catalog()
+    t = Table(title="retention" + (" (dry run)" if dry_run else ""))
+    for c in ("dataset", "zone", "policy", "cutoff", "partitions removed", "files", "kept"):
+        t.add_column(c)
+    for name in names:
+        d = project.dataset(name)
+        for zone, policy in (("raw", d.retention), ("quarantine", d.quarantine_retention or d.retention)):
+            if not policy:
+                continue
+            r = apply_retention(lake, cat, name, policy, zone=zone, dry_run=dry_run)
+            t.add_row(name, zone, policy, r.cutoff.isoformat(), str(len(r.removed)), str(r.files), str(r.kept))
+            for day in r.removed:
+                console.print(f"{'would remove' if dry_run else 'removed'} {zone}/{name}/{day.isoformat()}")
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    directory: Path = typer.Option(Path("demo"), "--dir", help="project directory for the demo"),
+    days: float = typer.Option(2.0, help="days of simulated sensor traffic"),
+    seed: int = typer.Option(7),
+    kafka: bool = typer.Option(True, help="go through librdkafka's mock Kafka cluster (else files)"),
+) -> None:
+    """Simulate sensor traffic, ingest it exactly once, and show the catalog."""
+    from tsops.orchestration.demo import run_demo
+
+    run_demo(directory, days=days, seed=seed, use_kafka=kafka, console=console)
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules."""
+    try:
+        from tsops.cli.produce import produce
+
+        app.command("produce")(produce)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from tsops.cli.similar import similar
+
+        app.command("similar")(similar)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from tsops.cli.quality import app as quality_app
+
+        app.add_typer(quality_app, name="quality")
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_register_optional()
+
+
+def main() -> None:
+    from pydantic import ValidationError
+
+    from tsops.config import ConfigError
+
+    try:
+        app()
+    except (UserError, ConfigError, FileNotFoundError, KeyError, ValueError, ValidationError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        err_console.print(f"[red]error:[/red] {msg}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

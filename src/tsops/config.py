@@ -1,0 +1,291 @@
+"""The project file ``tsops.yaml``: validated with pydantic, errors name the key and the problem."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tsops.datamodel import SeriesSpec
+
+PROJECT_FILE = "tsops.yaml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class ConfigError(ValueError):
+    """The project file is missing or invalid; the message names each key and its problem."""
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"2w"``, ``"45s"`` (or a number of seconds) -> timedelta."""
+    if isinstance(text, int | float):
+        return timedelta(seconds=float(text))
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 90d, 12h, 30m, 2w or 45s")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LakeConfig(_Strict):
+    root: str = Field(default="lake", description="local path (relative to the project) or s3:// hdfs:// URL")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class CatalogConfig(_Strict):
+    url: str = Field(default="sqlite:///catalog.db", description="SQLAlchemy URL")
+
+
+class TrackingConfig(_Strict):
+    uri: str = Field(default="sqlite:///mlflow.db", description="MLflow tracking URI")
+    artifacts: str = Field(default="mlartifacts", description="artifact root (path or URL)")
+
+
+class KafkaSourceConfig(_Strict):
+    kind: Literal["kafka"]
+    bootstrap_servers: str
+    topic: str
+    group_id: str = "tsops"
+    format: Literal["envelope", "json"] = "envelope"
+    batch_size: int = Field(default=20_000, gt=0)
+    poll_timeout_s: float = Field(default=1.0, gt=0)
+    idle_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="stop when nothing arrives for this long (keep it above session.timeout.ms)",
+    )
+    consumer: dict[str, Any] = Field(default_factory=dict, description="extra librdkafka consumer settings")
+
+
+class SqlSourceConfig(_Strict):
+    kind: Literal["sql"]
+    url: str = Field(description="SQLAlchemy URL, e.g. mysql+pymysql://user@host/db")
+    table: str = Field(description="table or view to poll")
+    timestamp_column: str
+    id_column: str | None = Field(default=None, description="strictly increasing id (timestamp+incrementing)")
+    batch_size: int = Field(default=10_000, gt=0)
+    delay_s: float = Field(
+        default=0.0, ge=0, description="only read rows older than now - delay (rows still being written)"
+    )
+    to: Literal["lake", "kafka"] = "lake"
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str | None = None
+
+
+class FileSourceConfig(_Strict):
+    kind: Literal["files"]
+    paths: list[str] = Field(min_length=1, description="globs, relative to the project directory")
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    preset: Literal["air_quality_uci", "beijing_multisite", "sales_weekly"] | None = None
+    delimiter: str = ","
+    decimal: str = "."
+    encoding: str = "utf-8"
+    rename: dict[str, str] = Field(default_factory=dict, description="source column -> dataset column")
+    envelope: bool = Field(default=True, description="jsonl lines are Kafka Connect envelopes")
+    batch_rows: int = Field(default=100_000, gt=0)
+
+
+SourceConfig = Annotated[
+    KafkaSourceConfig | SqlSourceConfig | FileSourceConfig, Field(discriminator="kind")
+]
+
+
+class DatasetConfig(_Strict):
+    series: SeriesSpec
+    source: SourceConfig | None = None
+    retention: str | None = Field(default=None, description="keep this long, e.g. 90d; none = forever")
+    quarantine_retention: str | None = None
+
+    @field_validator("retention", "quarantine_retention")
+    @classmethod
+    def _dur(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class ProjectConfig(_Strict):
+    name: str = "tsops"
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    engine: Literal["local", "spark"] = "local"
+    workers: int | None = Field(default=None, gt=0, description="local process pool size (default: cores)")
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, v: dict[str, DatasetConfig]) -> dict[str, DatasetConfig]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name):
+                raise ValueError(f"dataset name {name!r} must be letters, digits, _ . - (no slashes)")
+        return v
+
+
+class Project:
+    """A loaded project: its directory and validated configuration, with resolved locations."""
+
+    def __init__(self, root: Path, config: ProjectConfig):
+        self.root = Path(root).resolve()
+        self.config = config
+
+    # --- resolved locations -------------------------------------------------------------------------
+    @property
+    def lake_root(self) -> str:
+        r = self.config.lake.root
+        return r if "://" in r else str((self.root / r).resolve())
+
+    @property
+    def catalog_url(self) -> str:
+        return _resolve_sqlite(self.config.catalog.url, self.root)
+
+    @property
+    def tracking_uri(self) -> str:
+        return _resolve_sqlite(self.config.tracking.uri, self.root)
+
+    @property
+    def artifacts_uri(self) -> str:
+        a = self.config.tracking.artifacts
+        return a if "://" in a else (self.root / a).resolve().as_uri()
+
+    def dataset(self, name: str) -> DatasetConfig:
+        try:
+            return self.config.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.datasets)) or "none"
+            raise ConfigError(f"dataset {name!r} is not defined in {self.root / PROJECT_FILE} (defined: {known})") from None
+
+    def lake(self):
+        from tsops.lake import Lake
+
+        return Lake(self.lake_root, compression=self.config.lake.compression)
+
+    def catalog(self):
+        from tsops.catalog import Catalog
+
+        return Catalog(self.catalog_url)
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    """Make ``sqlite:///relative.db`` relative to the project directory (absolute URLs are kept)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((root / url[len(prefix):]).resolve())
+    return url
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is invalid:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in {"kafka", "sql", "files"}))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = PROJECT_FILE) -> ProjectConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of keys to values, not {type(data).__name__}")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def find_project(start: Path | str | None = None) -> Path:
+    """The directory holding tsops.yaml: ``start`` (or $TSOPS_PROJECT, or the cwd) or one of its parents."""
+    d = Path(start or os.environ.get("TSOPS_PROJECT") or Path.cwd()).resolve()
+    for p in [d, *d.parents]:
+        if (p / PROJECT_FILE).is_file():
+            return p
+    raise ConfigError(f"no {PROJECT_FILE} in {d} or its parents: run `tsops init {d}` first")
+
+
+def load_project(path: Path | str | None = None) -> Project:
+    """Load ``tsops.yaml`` from ``path`` (a directory or the file itself)."""
+    p = Path(path) if path is not None else find_project()
+    if p.is_dir():
+        p = p / PROJECT_FILE
+    if not p.is_file():
+        raise ConfigError(f"{p} does not exist: run `tsops init {p.parent}` to create a project")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p} is not valid YAML: {err}") from None
+    return Project(p.parent, parse_config(data, str(p)))
+
+
+TEMPLATE = """\
+# tsops project file. Paths are relative to this file's directory.
+name: {name}
+
+lake:
+  # Local directory (default) or a URL pyarrow understands: s3://bucket/prefix, hdfs://namenode/path
+  root: lake
+  compression: zstd            # zstd | snappy | gzip | none
+
+catalog:
+  # SQLAlchemy URL. SQLite file in the project by default; PostgreSQL in production, e.g.
+  # postgresql+psycopg://tsops@db-host/tsops
+  url: sqlite:///catalog.db
+
+tracking:
+  # MLflow tracking URI and artifact root
+  uri: sqlite:///mlflow.db
+  artifacts: mlartifacts
+
+engine: local                  # local (process pool) | spark
+
+datasets:
+  # Sensor readings from Kafka in Kafka Connect JSON envelopes (schema + payload)
+  sensors:
+    series:
+      timestamp: event_time    # Connect Timestamp (epoch ms)
+      keys: [position, type_name]
+      values: [input_data]
+    source:
+      kind: files              # files | kafka | sql
+      format: jsonl            # JSON Lines of envelopes, as `tsops produce --to files` writes them
+      paths: ["incoming/sensors/*.jsonl"]
+      # kind: kafka
+      # bootstrap_servers: localhost:9092
+      # topic: sensors
+      # group_id: tsops-sensors
+      # kind: sql               # poll a table or view like Kafka Connect's JDBC source
+      # url: mysql+pymysql://user@localhost/building
+      # table: SENSOR_DATA_VIEW
+      # timestamp_column: event_time
+      # id_column: id
+    retention: 90d             # delete day partitions older than this
+
+  # The UCI air quality set (semicolon separated, decimal comma, -200 = missing)
+  # air:
+  #   series: {{timestamp: ts, keys: [site], values: ["CO(GT)", "NO2(GT)", T, RH]}}
+  #   source: {{kind: files, preset: air_quality_uci, paths: ["data/AirQualityUCI.csv"]}}
+"""
+
+
+def init_project(directory: Path | str, name: str | None = None, overwrite: bool = False) -> Path:
+    """Write a commented ``tsops.yaml`` into ``directory`` (created if needed) and return its path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / PROJECT_FILE
+    if p.exists() and not overwrite:
+        raise ConfigError(f"{p} already exists (pass --force to overwrite)")
+    text = TEMPLATE.format(name=name or d.resolve().name or "tsops")
+    parse_config(yaml.safe_load(text), str(p))  # the template must always be valid
+    p.write_text(text, encoding="utf-8")
+    return p

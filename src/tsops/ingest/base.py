@@ -1,0 +1,77 @@
+"""The contract between sources and the ingestion runner.
+
+A source yields :class:`SourceBatch` objects. Each carries a *deterministic* key derived from its source
+position (topic-partition-offset range, poll watermark range, file and row range), so that replaying the same
+input after a crash produces the same lake file names; the records as an Arrow table of typed fields; the
+records that could not even be parsed (:class:`BadRecord`, raw bytes and reason); and the position to store
+in the catalog once the batch is committed to the lake.
+
+The runner (:mod:`tsops.ingest.runner`) turns records into long format, writes the raw and quarantine files,
+commits positions and series statistics in one catalog transaction, and only then calls :meth:`Source.ack`
+(e.g. to commit Kafka offsets). On restart the runner rolls back files of uncommitted batches and the source
+resumes from the positions stored in the catalog (:meth:`Source.open`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass
+class BadRecord:
+    """A record rejected before it became a row: kept with its raw bytes, reason and source position."""
+
+    raw: bytes
+    reason: str
+    pos: int = -1  # offset / row number in the source, -1 when unknown
+
+
+@dataclass
+class SourceBatch:
+    key: str
+    records: pa.Table
+    bad: list[BadRecord] = field(default_factory=list)
+    #: position of every row of ``records`` in the source (Kafka offset, row number); None = row index
+    pos: np.ndarray | None = None
+    #: positions to store on commit: {partition key: JSON-able position}, e.g. {"sensors/3": {"offset": 1200}}
+    positions: dict[str, Any] = field(default_factory=dict)
+    #: source label stored in the ``_src`` column (e.g. "kafka:sensors/3", "file:air.csv")
+    src: str = ""
+    #: opaque state for the source's own ack (e.g. Kafka TopicPartition offsets)
+    ack_state: Any = None
+
+    @property
+    def consumed(self) -> int:
+        return self.records.num_rows + len(self.bad)
+
+
+class Source(abc.ABC):
+    """A stream of :class:`SourceBatch` es that can resume from stored positions."""
+
+    #: a stable name for this source within its dataset, used as the catalog position namespace
+    name: str = "source"
+
+    def open(self, positions: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Receive the committed positions of this source (partition key -> position) before reading."""
+
+    @abc.abstractmethod
+    def batches(self) -> Iterator[SourceBatch]:
+        """Yield batches from the stored positions on, until caught up (or forever when following)."""
+
+    def ack(self, batch: SourceBatch) -> None:  # noqa: B027 - optional hook
+        """Called after the batch is committed in the lake and catalog."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,217 @@
+"""Kafka source: consumer groups, Kafka Connect JSON envelopes or plain JSON, exactly-once into the lake.
+
+The catalog, not Kafka, is the authority on what was ingested: the next offset of every partition is stored in
+the same catalog transaction that commits the batch's lake files. When the consumer group assigns a partition,
+uncommitted batches of that partition are rolled back and the consumer is positioned at the catalog's offset
+(falling back to the group's committed offset, then to ``auto.offset.reset``). Kafka offsets are committed after
+the catalog commit, so tools that watch consumer lag see progress, but a lost Kafka commit changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tsops.config import KafkaSourceConfig
+from tsops.ingest.base import BadRecord, Source, SourceBatch
+
+log = logging.getLogger(__name__)
+
+
+def part_key(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+def parse_messages(
+    values: Sequence[bytes | None], fmt: str, parser: Any = None
+) -> tuple[Any, list[tuple[int, bytes, str]]]:
+    """Parse raw message values: returns (arrow table with ``_index``, [(index, raw, reason)])."""
+    from tsops.ingest.envelope import EnvelopeParser
+
+    parser = parser or EnvelopeParser()
+    parsed = parser.parse(values) if fmt == "envelope" else parser.parse_plain(values, None)
+    bad = [(int(b.index), b.raw if b.raw is not None else b"", b.reason) for b in parsed.bad]
+    return parsed.table, bad
+
+
+class KafkaSource(Source):
+    """Consume one topic in a consumer group; one :class:`SourceBatch` per partition per poll."""
+
+    def __init__(
+        self,
+        cfg: KafkaSourceConfig,
+        *,
+        follow: bool = False,
+        max_messages: int | None = None,
+        consumer_factory: Callable[[dict[str, Any]], Any] | None = None,
+    ):
+        self.cfg = cfg
+        self.name = f"kafka:{cfg.topic}"
+        self.follow = follow
+        self.max_messages = max_messages
+        self._consumer_factory = consumer_factory
+        self._consumer = None
+        self._recover: Callable[[Sequence[str] | None], dict[str, Any]] | None = None
+        self._positions: dict[str, Any] = {}
+        self._assigned: set[int] = set()
+        self._eof: set[int] = set()
+        self._parser = None  # one parser per source: it caches the schema blocks it has seen
+        self._last_assign: float | None = None
+        self._n_partitions: int | None = None
+
+    # ------------------------------------------------------------------ runner hooks
+    def bind(self, recover: Callable[[Sequence[str] | None], dict[str, Any]]) -> None:
+        """The runner's recovery hook: roll back a partition's pending batches and return positions."""
+        self._recover = recover
+
+    def open(self, positions: Mapping[str, Any]) -> None:
+        self._positions = dict(positions)
+
+    def _conf(self) -> dict[str, Any]:
+        conf = {
+            "bootstrap.servers": self.cfg.bootstrap_servers,
+            "group.id": self.cfg.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+        }
+        conf.update(self.cfg.consumer)
+        return conf
+
+    def _on_assign(self, consumer, partitions) -> None:
+        from confluent_kafka import OFFSET_INVALID
+
+        keys = [part_key(p.topic, p.partition) for p in partitions]
+        positions = self._recover(keys) if self._recover else self._positions
+        self._positions.update(positions)
+        committed = {}
+        try:
+            committed = {
+                tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10) if tp.offset >= 0
+            }
+        except Exception as err:  # noqa: BLE001 - committed offsets are only a fallback
+            log.warning("could not read committed offsets (%s); using the catalog and auto.offset.reset", err)
+        for p in partitions:
+            pos = positions.get(part_key(p.topic, p.partition))
+            if pos is not None:
+                p.offset = int(pos["next_offset"])
+            elif p.partition in committed:
+                p.offset = committed[p.partition]
+            else:
+                p.offset = OFFSET_INVALID  # auto.offset.reset decides
+            self._assigned.add(p.partition)
+            self._eof.discard(p.partition)
+        self._last_assign = time.monotonic()
+        log.info("assigned %s", ", ".join(f"{k}@{p.offset}" for k, p in zip(keys, partitions, strict=True)))
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        for p in partitions:
+            self._assigned.discard(p.partition)
+            self._eof.discard(p.partition)
+        consumer.unassign()
+
+    # ------------------------------------------------------------------ reading
+    def batches(self) -> Iterator[SourceBatch]:
+        from confluent_kafka import Consumer, KafkaError, KafkaException
+
+        factory = self._consumer_factory or Consumer
+        consumer = factory(self._conf())
+        self._consumer = consumer
+        consumer.subscribe([self.cfg.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        topic = self.cfg.topic
+        last_activity = time.monotonic()
+        total = 0
+        while True:
+            msgs = consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout_s)
+            by_part: dict[int, list] = defaultdict(list)
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        self._eof.add(m.partition())
+                        continue
+                    if err.retriable() or not err.fatal():
+                        log.warning("kafka: %s", err)
+                        continue
+                    raise KafkaException(err)
+                by_part[m.partition()].append(m)
+                self._eof.discard(m.partition())
+            if by_part:
+                last_activity = time.monotonic()
+            for partition in sorted(by_part):
+                batch = self._make_batch(topic, partition, by_part[partition])
+                total += batch.consumed
+                yield batch
+            if self.max_messages is not None and total >= self.max_messages:
+                return
+            if not self.follow:
+                now = time.monotonic()
+                if self._last_assign is None:  # still joining the group
+                    if now - last_activity > max(30.0, self.cfg.idle_timeout_s):
+                        log.warning("kafka: no partition of %s assigned after 30 s; stopping", topic)
+                        return
+                    continue
+                # Caught up on every partition of the topic: done. Holding only some partitions (other members,
+                # or dead ones whose session has not expired yet): wait for a rebalance until idle.
+                caught_up = bool(self._assigned) and self._assigned <= self._eof
+                if caught_up and not by_part and self._assigned >= self._all_partitions(consumer, topic):
+                    return
+                if now - max(last_activity, self._last_assign) > self.cfg.idle_timeout_s:
+                    return
+
+    def _all_partitions(self, consumer, topic: str) -> set[int]:
+        if self._n_partitions is None:
+            md = consumer.list_topics(topic, timeout=10)
+            self._n_partitions = len(md.topics[topic].partitions)
+        return set(range(self._n_partitions))
+
+    def _make_batch(self, topic: str, partition: int, msgs: list) -> SourceBatch:
+        offsets = np.fromiter((m.offset() for m in msgs), dtype=np.int64, count=len(msgs))
+        values = [m.value() for m in msgs]
+        if self._parser is None:
+            from tsops.ingest.envelope import EnvelopeParser
+
+            self._parser = EnvelopeParser()
+        table, bad = parse_messages(values, self.cfg.format, self._parser)
+        first, last = int(offsets[0]), int(offsets[-1])
+        pos = offsets[table.column("_index").to_numpy()] if table.num_rows else np.empty(0, np.int64)
+        return SourceBatch(
+            key=f"kafka-{_safe(topic)}-p{partition}-o{first}-{last}",
+            records=table,
+            bad=[BadRecord(raw=raw, reason=reason, pos=int(offsets[i])) for i, raw, reason in bad],
+            pos=pos,
+            positions={part_key(topic, partition): {"next_offset": last + 1}},
+            src=f"kafka:{topic}/{partition}",
+            ack_state=(topic, partition, last + 1),
+        )
+
+    def ack(self, batch: SourceBatch) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        topic, partition, next_offset = batch.ack_state
+        try:
+            self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=False)
+        except KafkaException as err:  # the catalog holds the truth; a lost Kafka commit is only lag
+            log.warning("kafka offset commit for %s/%s failed (%s); the catalog position stands", topic, partition, err)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            finally:
+                self._consumer = None
+
+
+def _safe(s: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80]

@@ -1,0 +1,278 @@
+"""Drive a source into the lake and the catalog, exactly once.
+
+For every batch a source yields:
+
+1. records -> long-format observations (:func:`tsops.datamodel.to_long`); rejected records, and records the
+   source could not parse, become quarantine rows (raw bytes or row, reason, source position);
+2. the catalog records the batch as *pending* with the files it is about to write;
+3. the raw and quarantine files are written atomically under names derived from the source position;
+4. one catalog transaction marks the batch committed, stores the new source positions and adds the series
+   statistics;
+5. the source is acknowledged (Kafka offsets committed).
+
+A crash between 2 and 4 leaves a pending batch: the next run deletes its files before reading again from the
+committed positions, so the lake holds every record exactly once and ``accepted + quarantined = consumed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tsops.catalog import Catalog
+from tsops.datamodel import POS, SERIES_ID, SRC, TS, VALUE, SeriesSpec, to_long
+from tsops.ingest.base import Source, SourceBatch
+from tsops.lake import Lake
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+        ("reason", pa.string()),
+        ("raw", pa.binary()),
+        (SRC, pa.string()),
+        (POS, pa.int64()),
+        ("batch", pa.string()),
+    ]
+)
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    source: str
+    batches: int = 0
+    consumed: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    observations: int = 0
+    series: int = 0
+    rolled_back: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def records_per_s(self) -> float:
+        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+
+
+def rollback_pending(lake: Lake, catalog: Catalog, dataset: str, source: str, parts: Sequence[str] | None = None) -> int:
+    """Delete the files of uncommitted batches of ``source`` (only those touching ``parts`` when given)."""
+    n = 0
+    for b in catalog.pending_batches(dataset, source):
+        files = b["files"] or []
+        if parts is not None and not set(b["stats"].get("parts", parts)) & set(parts):
+            continue
+        removed = lake.delete(files)
+        _delete_partials(lake, files, b["batch_key"])
+        catalog.drop_batch(dataset, b["batch_key"])
+        log.warning("rolled back uncommitted batch %s of %s (%d files removed)", b["batch_key"], dataset, removed)
+        n += 1
+    return n
+
+
+def _delete_partials(lake: Lake, files: Sequence[str], stem: str) -> None:
+    import pyarrow.fs as pafs
+
+    for d in sorted({f.rsplit("/", 1)[0] for f in files}):
+        try:
+            infos = lake.fs.get_file_info(pafs.FileSelector(lake.path(d)))
+        except (FileNotFoundError, OSError):
+            continue
+        for i in infos:
+            if i.base_name.startswith(f".tmp-{stem}-"):
+                lake.fs.delete_file(i.path)
+
+
+def _row_bytes(records: pa.Table, rows: np.ndarray) -> list[bytes]:
+    if len(rows) == 0:
+        return []
+    sub = records.take(pa.array(rows)).to_pylist()
+    return [json.dumps(r, default=str, ensure_ascii=False).encode() for r in sub]
+
+
+def quarantine_table(batch: SourceBatch, rejected_rows: np.ndarray, rejected_reasons: list[str]) -> pa.Table:
+    """Quarantine rows for a batch: unparseable records plus records rejected by validation."""
+    now = pa.scalar(time.time_ns() // 1000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    raws = [b.raw if isinstance(b.raw, bytes) else bytes(str(b.raw), "utf-8") for b in batch.bad]
+    reasons = [b.reason for b in batch.bad]
+    poss = [int(b.pos) for b in batch.bad]
+    if len(rejected_rows):
+        records = batch.records.drop_columns([c for c in batch.records.column_names if c == "_index"])
+        raws += _row_bytes(records, rejected_rows)
+        reasons += rejected_reasons
+        src_pos = batch.pos if batch.pos is not None else np.arange(batch.records.num_rows)
+        poss += [int(p) for p in np.asarray(src_pos)[rejected_rows]]
+    n = len(raws)
+    return pa.table(
+        {
+            "quarantined_at": pa.array([now.value] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "reason": pa.array(reasons, pa.string()),
+            "raw": pa.array(raws, pa.binary()),
+            SRC: pa.array([batch.src] * n, pa.string()),
+            POS: pa.array(poss, pa.int64()),
+            "batch": pa.array([batch.key] * n, pa.string()),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
+    """Per-series first/last timestamp, count and descriptive attributes of a long table (one batch)."""
+    if table.num_rows == 0:
+        return []
+    attrs = [c for c in table.column_names if c not in (SERIES_ID, TS, VALUE, SRC, POS)]
+    aggs = [(TS, "min"), (TS, "max"), (TS, "count")] + [(a, "last") for a in attrs]
+    g = table.group_by(SERIES_ID, use_threads=False).aggregate(aggs)
+    ts_min = pc.cast(g.column(f"{TS}_min"), pa.int64()).to_pylist()
+    ts_max = pc.cast(g.column(f"{TS}_max"), pa.int64()).to_pylist()
+    counts = g.column(f"{TS}_count").to_pylist()
+    attr_vals = {a: g.column(f"{a}_last").to_pylist() for a in attrs}
+    key_set = set(spec.keys)
+    out = []
+    for i, sid in enumerate(g.column(SERIES_ID).to_pylist()):
+        a = {k: _jsonable(v[i]) for k, v in attr_vals.items()}
+        doc: dict[str, Any] = {
+            "series_id": sid,
+            "first_ts_us": ts_min[i],
+            "last_ts_us": ts_max[i],
+            "count": counts[i],
+            "keys": {k: a.pop(k) for k in spec.keys if k in a},
+            "attributes": {k: v for k, v in a.items() if k not in key_set},
+        }
+        if spec.with_measure:
+            doc["measure"] = sid.rsplit(spec.separator, 1)[-1]
+        else:
+            doc["measure"] = spec.values[0]
+        for k in ("unit", "position", "type_name"):
+            if k in a and a[k] is not None:
+                doc[k] = a[k]
+        out.append(doc)
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    return str(v)
+
+
+def run_ingest(
+    dataset: str,
+    spec: SeriesSpec,
+    source: Source,
+    lake: Lake,
+    catalog: Catalog,
+    *,
+    max_batches: int | None = None,
+    on_batch: Callable[[IngestReport], None] | None = None,
+) -> IngestReport:
+    """Ingest everything ``source`` has from its committed positions on. Returns the counts."""
+    report = IngestReport(dataset=dataset, source=source.name)
+    t0 = time.perf_counter()
+    catalog.upsert_dataset(dataset, {"series": spec.model_dump(), "sources": {source.name: type(source).__name__}})
+    run_id = catalog.start_run("ingest", dataset, {"source": source.name})
+    src_name = source.name
+
+    def recover(parts: Sequence[str] | None = None) -> dict[str, Any]:
+        report.rolled_back += rollback_pending(lake, catalog, dataset, src_name, parts)
+        return catalog.get_positions(dataset, src_name)
+
+    try:
+        if hasattr(source, "bind"):
+            source.bind(recover)  # sources that learn their partitions late (Kafka consumer groups)
+        else:
+            recover()
+        source.open(catalog.get_positions(dataset, src_name))
+        seen: set[str] = set()
+        for batch in source.batches():
+            _commit(dataset, spec, source, batch, lake, catalog, report, seen)
+            if on_batch:
+                report.seconds = time.perf_counter() - t0
+                on_batch(report)
+            if max_batches is not None and report.batches >= max_batches:
+                break
+        report.series = len(seen)
+    except BaseException as err:
+        report.seconds = time.perf_counter() - t0
+        catalog.finish_run(run_id, "failed", report.as_dict(), error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        source.close()
+    report.seconds = time.perf_counter() - t0
+    catalog.finish_run(run_id, "success", report.as_dict())
+    return report
+
+
+def _commit(
+    dataset: str,
+    spec: SeriesSpec,
+    source: Source,
+    batch: SourceBatch,
+    lake: Lake,
+    catalog: Catalog,
+    report: IngestReport,
+    seen: set[str],
+) -> None:
+    records = batch.records
+    if "_index" in records.column_names:
+        records = records.drop_columns(["_index"])
+    if records.num_rows:
+        res = to_long(records, spec, src=batch.src, pos=batch.pos)
+        long, rej_rows, rej_reasons = res.table, res.rejected.rows, res.rejected.reasons
+    else:
+        long, rej_rows, rej_reasons = None, np.empty(0, np.int64), []
+    q = quarantine_table(
+        SourceBatch(batch.key, records, batch.bad, batch.pos, batch.positions, batch.src), rej_rows, rej_reasons
+    )
+    planned = []
+    if long is not None and long.num_rows:
+        planned += lake.plan("raw", dataset, long, batch.key)
+    if q.num_rows:
+        planned += lake.plan("quarantine", dataset, q, batch.key, ts_column="quarantined_at")
+    accepted = records.num_rows - len(rej_rows)
+    stats = {
+        "accepted": accepted,
+        "quarantined": q.num_rows,
+        "consumed": batch.consumed,
+        "observations": 0 if long is None else long.num_rows,
+        "parts": sorted(batch.positions),
+    }
+    if accepted + q.num_rows != batch.consumed:
+        raise RuntimeError(
+            f"batch {batch.key}: counts do not reconcile (accepted {accepted} + quarantined {q.num_rows} "
+            f"!= consumed {batch.consumed})"
+        )
+    catalog.begin_batch(dataset, source.name, batch.key, [p.path for p in planned], parts=stats["parts"])
+    lake.write(planned)
+    docs = series_stats(long, spec) if long is not None else []
+    committed = catalog.commit_batch(
+        dataset, source.name, batch.key, positions_=batch.positions, series_docs=docs, stats=stats
+    )
+    if not committed:
+        log.info("batch %s was already committed; skipped", batch.key)
+        return
+    source.ack(batch)
+    report.batches += 1
+    report.consumed += batch.consumed
+    report.accepted += accepted
+    report.quarantined += q.num_rows
+    report.observations += stats["observations"]
+    report.files += len(planned)
+    for r in q.column("reason").to_pylist():
+        head = r.split(":")[0] if r.startswith("field") else r.split(":")[0][:60]
+        report.reasons[head] = report.reasons.get(head, 0) + 1
+    seen.update(d["series_id"] for d in docs)
