@@ -1,4 +1,3 @@
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -6,27 +5,13 @@ import sqlalchemy as sa
 
 from tsops.catalog import Catalog
 from tsops.catalog.store import metadata
-from tsops.testing.services import need_postgres
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog(request, tmp_path):
-    if request.param == "sqlite":
-        cat = Catalog(f"sqlite:///{tmp_path}/catalog.db")
-        yield cat
-        cat.close()
-        return
-    url = need_postgres()
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    eng = sa.create_engine(url)
-    with eng.begin() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    cat = Catalog(url + f"?options=-csearch_path%3D{schema}")
+@pytest.fixture
+def catalog(catalog_url):
+    cat = Catalog(catalog_url)
     yield cat
     cat.close()
-    with eng.begin() as c:
-        c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    eng.dispose()
 
 
 pytestmark = pytest.mark.services

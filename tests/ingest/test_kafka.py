@@ -153,3 +153,22 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(tmp_path, mock
     assert not cat.pending_batches("sensors")
     leftovers = [p for p in (tmp_path / "lake").rglob("*") if p.name.startswith(".tmp-")]
     assert not leftovers
+
+
+@pytest.mark.slow
+def test_two_consumers_in_one_group_share_partitions_exactly_once(tmp_path, mock_cluster):
+    """Two ingest processes in the same consumer group, one catalog: each record lands once."""
+    _, bootstrap = mock_cluster
+    topic = f"group-{uuid.uuid4().hex[:8]}"
+    n = 8000
+    produce(bootstrap, topic, n)
+    project = make_project(tmp_path, bootstrap, topic, f"g-{topic}", batch_size=100)
+    cmd = [sys.executable, "-m", "tsops", "-p", str(tmp_path), "ingest"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    keys = lake_positions(project)
+    assert len(keys) == len(set(keys)) == n
+    runs = [r for r in project.catalog().list_runs("sensors") if r["status"] == "success"]
+    assert len(runs) == 2
+    assert all(r["stats"]["consumed"] > 0 for r in runs), "both group members should have consumed partitions"

@@ -59,8 +59,8 @@ def check_exactly_once(lake, catalog, n):
     return raw, q
 
 
-def test_ingest_counts_reconcile_and_quarantine_has_reasons(tmp_path):
-    lake, cat = Lake(str(tmp_path / "lake")), Catalog(f"sqlite:///{tmp_path}/c.db")
+def test_ingest_counts_reconcile_and_quarantine_has_reasons(tmp_path, catalog_url):
+    lake, cat = Lake(str(tmp_path / "lake")), Catalog(catalog_url)
     src = ListSource(200, 50)
     rep = run_ingest("ds", SPEC, src, lake, cat)
     assert rep.consumed == 200 and rep.accepted + rep.quarantined == 200
@@ -79,8 +79,8 @@ def test_ingest_counts_reconcile_and_quarantine_has_reasons(tmp_path):
 
 
 @pytest.mark.parametrize("crash_at", ["after_write", "before_write"])
-def test_crash_mid_batch_is_rolled_back_and_replayed(tmp_path, monkeypatch, crash_at):
-    lake, cat = Lake(str(tmp_path / "lake")), Catalog(f"sqlite:///{tmp_path}/c.db")
+def test_crash_mid_batch_is_rolled_back_and_replayed(tmp_path, monkeypatch, crash_at, catalog_url):
+    lake, cat = Lake(str(tmp_path / "lake")), Catalog(catalog_url)
     calls = {"n": 0}
     orig_commit, orig_write = Catalog.commit_batch, Lake.write
 
