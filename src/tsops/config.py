@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tsops.datamodel import SeriesSpec
 
@@ -76,9 +76,21 @@ class SqlSourceConfig(_Strict):
     delay_s: float = Field(
         default=0.0, ge=0, description="only read rows older than now - delay (rows still being written)"
     )
-    to: Literal["lake", "kafka"] = "lake"
+    timezone: str = Field(default="UTC", description="time zone of naive DATETIME values")
+    epoch_unit: Literal["s", "ms", "us", "ns"] = Field(default="ms", description="unit of integer timestamps")
+    poll_interval_s: float = Field(default=5.0, gt=0, description="pause between polls with --follow")
+    to: Literal["lake", "kafka"] = Field(
+        default="lake", description="lake: ingest directly; kafka: publish Connect envelopes to kafka_topic"
+    )
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str | None = None
+    kafka_key_columns: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _kafka_target(self) -> SqlSourceConfig:
+        if self.to == "kafka" and not (self.kafka_bootstrap_servers and self.kafka_topic):
+            raise ValueError("to: kafka needs kafka_bootstrap_servers and kafka_topic")
+        return self
 
 
 class FileSourceConfig(_Strict):

@@ -76,3 +76,14 @@ def test_retention_deletes_only_whole_days_before_cutoff(tmp_path):
     audit = cat.list_audit("retention")
     assert audit[0]["detail"]["files"] == 6 and audit[0]["detail"]["cutoff"] == "2026-01-07"
     assert apply_retention(lake, cat, "ds", "3d", now=now).removed == []
+
+
+def test_pandas_reads_the_hive_layout(tmp_path):
+    import pandas as pd
+
+    lake = Lake(str(tmp_path))
+    lake.write_table("raw", "ds", long_table(["2026-01-01", "2026-02-03"], ["a", "b"], [1.0, 2.0]), "x")
+    (tmp_path / "raw" / "ds" / "year=2026" / "month=01" / "day=01" / ".tmp-x-123.partial").write_bytes(b"junk")
+    df = pd.read_parquet(tmp_path / "raw" / "ds")
+    assert sorted(df["series_id"]) == ["a", "b"]
+    assert sorted(df["month"].astype(int)) == [1, 2]

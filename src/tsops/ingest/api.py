@@ -21,7 +21,8 @@ def make_source(project: Project, dataset: str, *, follow: bool = False) -> Sour
     if isinstance(cfg, SqlSourceConfig):
         from tsops.ingest.sql import SqlPollingSource
 
-        return SqlPollingSource(cfg, name=f"sql:{cfg.table}")
+        return SqlPollingSource(cfg, name=f"sql:{cfg.table}", timezone=cfg.timezone, epoch_unit=cfg.epoch_unit,
+                                follow=follow, poll_interval_s=cfg.poll_interval_s)
     if isinstance(cfg, FileSourceConfig):
         from tsops.ingest.files import FileSource
 
@@ -38,7 +39,13 @@ def ingest(
     max_batches: int | None = None,
     on_batch: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
-    """Ingest new records of ``dataset`` from its source (or ``source``) into the lake, exactly once."""
+    """Ingest new records of ``dataset`` from its source (or ``source``) into the lake, exactly once.
+
+    A SQL source configured with ``to: kafka`` publishes to its Kafka topic instead (see :func:`publish_sql`).
+    """
+    cfg = project.dataset(dataset).source
+    if source is None and isinstance(cfg, SqlSourceConfig) and cfg.to == "kafka":
+        return publish_sql(project, dataset, follow=follow)
     spec = project.dataset(dataset).series
     src = source or make_source(project, dataset, follow=follow)
     catalog = project.catalog()
@@ -48,3 +55,37 @@ def ingest(
         )
     finally:
         catalog.close()
+
+
+def publish_sql(project: Project, dataset: str, *, follow: bool = False) -> IngestReport:
+    """Poll the dataset's SQL table and publish new rows to Kafka as Connect envelopes (at-least-once).
+
+    The poll watermark is stored in the catalog after every flushed batch, under the source name
+    ``sql->kafka:<table>``; a Kafka source on the topic then ingests the envelopes into the lake.
+    """
+    import time
+
+    from tsops.ingest.sql import SqlPollingSource, SqlToKafka
+
+    cfg = project.dataset(dataset).source
+    assert isinstance(cfg, SqlSourceConfig)
+    name = f"sql->kafka:{cfg.table}"
+    catalog = project.catalog()
+    report = IngestReport(dataset=dataset, source=name)
+    t0 = time.perf_counter()
+    run_id = catalog.start_run("publish", dataset, {"source": name, "topic": cfg.kafka_topic})
+    source = SqlPollingSource(cfg, name=name, timezone=cfg.timezone, epoch_unit=cfg.epoch_unit, follow=follow,
+                              poll_interval_s=cfg.poll_interval_s)
+    bridge = SqlToKafka(cfg, source=source, key_columns=cfg.kafka_key_columns)
+    try:
+        bridge.run(catalog.get_positions(dataset, name),
+                   on_commit=lambda pos: catalog.set_positions(dataset, name, pos))
+        report.consumed = report.accepted = bridge.published
+        report.seconds = time.perf_counter() - t0
+        catalog.finish_run(run_id, "success", report.as_dict())
+    except BaseException as err:
+        catalog.finish_run(run_id, "failed", report.as_dict(), error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        catalog.close()
+    return report
