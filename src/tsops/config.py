@@ -125,6 +125,28 @@ class DatasetConfig(_Strict):
         return v
 
 
+class PipelineConfig(_Strict):
+    """When and how ``tsops pipeline run`` (and the Airflow DAG rendered from it) runs."""
+
+    schedule: str = Field(default="@daily", description="cron expression, @hourly/@daily/..., or none")
+    retries: int = Field(default=2, ge=0)
+    retry_delay: str = "5m"
+    retrain_every: str = Field(default="7d", description="retrain the champion at least this often")
+    drift_threshold: float = Field(
+        default=1.5, gt=1.0,
+        description="retrain when recent forecast error exceeds this multiple of the champion's backtest error",
+    )
+    horizon: int = Field(default=24, gt=0, description="forecast steps")
+    tune_trials: int = Field(default=6, gt=0, description="Ray Tune trials when retraining")
+    tune_minutes: float = Field(default=5.0, gt=0)
+
+    @field_validator("retry_delay", "retrain_every")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
 class ProjectConfig(_Strict):
     name: str = "tsops"
     lake: LakeConfig = Field(default_factory=LakeConfig)
@@ -133,6 +155,7 @@ class ProjectConfig(_Strict):
     engine: Literal["local", "spark"] = "local"
     workers: int | None = Field(default=None, gt=0, description="local process pool size (default: cores)")
     datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @field_validator("datasets")
     @classmethod
@@ -260,6 +283,13 @@ tracking:
   artifacts: mlartifacts
 
 engine: local                  # local (process pool) | spark
+
+pipeline:                      # `tsops pipeline run` and the Airflow DAG (`tsops airflow render`)
+  schedule: "@daily"           # cron, @hourly, @daily ... or none
+  retries: 2
+  retrain_every: 7d            # retrain at least this often, and when forecast error drifts
+  drift_threshold: 1.5         # ... past 1.5x the champion's backtest error
+  horizon: 24
 
 datasets:
   # Sensor readings from Kafka in Kafka Connect JSON envelopes (schema + payload)

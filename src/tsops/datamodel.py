@@ -30,6 +30,8 @@ SRC = "_src"
 POS = "_pos"
 TS_TYPE = pa.timestamp("us", tz="UTC")
 RESERVED = (SERIES_ID, TS, VALUE, SRC, POS)
+#: Hive partition columns of the lake: a record's own columns of these names are not carried as attributes
+PARTITION_COLUMNS = ("year", "month", "day")
 
 #: Earliest accepted observation time and how far in the future a timestamp may lie.
 MIN_TS_US = 0
@@ -77,6 +79,12 @@ class SeriesSpec(BaseModel):
             raise ValueError(f"timestamp column {self.timestamp!r} is also a key or value column")
         if _BAD_ID.search(self.separator) or not self.separator:
             raise ValueError(f"separator {self.separator!r} is not allowed in series ids")
+        clash = [c for c in (self.attributes or []) + self.keys if c in PARTITION_COLUMNS]
+        if clash:
+            raise ValueError(
+                f"columns {clash} have the names of the lake's partition columns (year, month, day); "
+                "rename them in the source (e.g. `rename:` for files)"
+            )
         return self
 
     @property
@@ -85,7 +93,7 @@ class SeriesSpec(BaseModel):
 
     def attribute_columns(self, available: Sequence[str]) -> list[str]:
         """Columns kept beside each observation: the keys first, then the attributes."""
-        used = {self.timestamp, *self.keys, *self.values, *RESERVED}
+        used = {self.timestamp, *self.keys, *self.values, *RESERVED, *PARTITION_COLUMNS}
         if self.attributes is not None:
             rest = [c for c in self.attributes if c not in used and c in available]
         else:

@@ -103,3 +103,11 @@ def test_spec_validation_names_the_problem():
 def test_missing_columns_raise_clear_error():
     with pytest.raises(KeyError, match="lacks column"):
         to_long(records(x=[1]), spec(), now_us=NOW_US)
+
+
+def test_partition_column_names_are_not_attributes():
+    t = records(ts=["2013-03-01 00:00"], station=["A"], PM10=[4.0], year=[2013], month=[3], day=[1], wd=["N"])
+    res = to_long(t, SeriesSpec(timestamp="ts", keys=["station"], values=["PM10"]), now_us=NOW_US)
+    assert res.table.column_names == ["series_id", "ts", "value", "station", "wd", "_src", "_pos"]
+    with pytest.raises(ValueError, match="partition columns"):
+        SeriesSpec(timestamp="ts", keys=["station"], values=["PM10"], attributes=["year"])

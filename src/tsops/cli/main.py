@@ -267,6 +267,12 @@ def _register_optional() -> None:
     except ImportError:  # pragma: no cover
         pass
     try:
+        from tsops.cli.airflow import app as airflow_app
+
+        app.add_typer(airflow_app, name="airflow")
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from tsops.cli.quality import app as quality_app
 
         app.add_typer(quality_app, name="quality")

@@ -86,7 +86,7 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
         if bootstrap:
             sent = to_kafka(cfg, {"bootstrap.servers": bootstrap, "linger.ms": 20}, DEMO_TOPIC)
         else:
-            sent = to_files(cfg, directory / incoming / f"chunk{k:03d}")
+            sent = to_files(cfg, directory / incoming)  # file names carry the seed: one set per chunk
         rep = ingest(project, "sensors")
         malformed = sum(v for key, v in sent.per_fault.items() if key.startswith("malformed"))
         t.add_row(f"{cfg.start:%m-%d %H:%M} +12h", f"{sent.produced:,}", f"{malformed:,}", f"{rep.consumed:,}",
@@ -143,6 +143,9 @@ def _print_catalog(project, console: Console) -> None:
 def _print_sql(project, console: Console) -> None:
     from tsops.lake.sql import query
 
+    if not project.lake().files("quarantine", "sensors"):
+        console.print("quarantine: empty")
+        return
     df = query(project.lake(), "SELECT regexp_extract(reason, '^[^:]*') AS reason, count(*) AS records "
                 "FROM quarantine_sensors GROUP BY 1 ORDER BY 2 DESC")
     t = Table(title="quarantine by reason (DuckDB over the lake)")
