@@ -238,6 +238,162 @@ def retention(
     console.print(t)
 
 
+# ---------------------------------------------------------------------------------------------- process
+@app.command()
+def process(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    engine: Optional[str] = typer.Option(None, help="local or spark (default: the project's engine)"),  # noqa: UP045
+    full: bool = typer.Option(False, "--full", help="reprocess every day, not only new or changed ones"),
+) -> None:
+    """Clean the raw zone into the clean zone (new or changed day partitions only); quality docs to the catalog."""
+    from tsops.quality.process import process_dataset
+
+    project = load()
+    if engine not in (None, "local", "spark"):
+        raise UserError(f"--engine must be local or spark, not {engine!r}")
+    with console.status(f"processing {dataset} ..."):
+        r = process_dataset(project, dataset, engine=engine, full=full)
+    if not r.days_processed:
+        console.print(f"{dataset}: nothing new to process ({r.days_total} day partitions already clean)")
+        return
+    console.print(
+        f"{dataset}: {len(r.days_processed)} day partition(s) processed on {r.engine} in {r.seconds:.1f} s: "
+        f"{r.series} series, {r.rows_in:,} raw rows -> {r.rows_out:,} clean rows "
+        f"({r.missing_inserted:,} missing rows inserted, {r.anomalies:,} anomalies treated)")
+    t = Table(title="quality per series")
+    for c in ("series_id", "period", "missing", "anomalies", "imputation"):
+        t.add_column(c)
+    for s in project.catalog().list_series(dataset):
+        if s.get("period_s") is None and s.get("missing_ratio") is None:
+            continue
+        t.add_row(s["series_id"], f"{s['period_s']:g} s" if s.get("period_s") else "–",
+                  f"{100 * s.get('missing_ratio', 0):.1f}%", f"{100 * s.get('anomaly_ratio', 0):.2f}%",
+                  str((s.get("quality") or {}).get("imputation", {}).get("method", "")))
+    console.print(t)
+
+
+@app.command()
+def report(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default: <project>/reports/<dataset>.html)"),  # noqa: UP045
+    days: float = typer.Option(14, help="plot the last DAYS days"),
+    max_series: int = typer.Option(12, help="plot at most this many series"),
+) -> None:
+    """Write one HTML report with plots: quality, periods, correlations, each series cleaned and decomposed."""
+    from tsops.analysis.report import build_report
+
+    project = load()
+    with console.status("rendering report ..."):
+        path = build_report(project, dataset, out, days=days, max_series=max_series)
+    console.print(f"[green]wrote[/green] {path}")
+
+
+hive_app = typer.Typer(help="Spark/Hive metastore tables over the lake.", no_args_is_help=True)
+app.add_typer(hive_app, name="hive")
+
+
+@hive_app.command("register")
+def hive_register(
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
+) -> None:
+    """Register external partitioned tables (tsops.<zone>_<dataset>) over the lake in Spark's metastore."""
+    from tsops.engine.spark import get_spark
+    from tsops.lake.hive import register_tables
+
+    project = load()
+    with console.status("starting Spark ..."):
+        spark = get_spark(hive=True, scratch_dir=project.root / ".tsops" / "spark",
+                          conf={"spark.ui.showConsoleProgress": "false"})
+    tables = register_tables(spark, project.lake(), dataset)
+    t = Table(title="registered tables")
+    for c in ("table", "partitions", "rows", "location"):
+        t.add_column(c)
+    for r in tables:
+        t.add_row(r.name, str(r.partitions), f"{r.rows:,}", r.location)
+    console.print(t)
+    console.print(f"query them with Spark SQL, e.g. spark.sql('SELECT * FROM {tables[0].name if tables else 'tsops.raw_x'}')"
+                  f" (metastore in {project.root / '.tsops' / 'spark'})")
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+pipeline_app = typer.Typer(help="The automated pipeline.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+runs_app = typer.Typer(help="Pipeline and stage runs recorded in the catalog.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d", help="default: every dataset"),  # noqa: UP045
+    stage: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--stage", "-s", help="run only these stages (ingest process analyze train forecast report)"),
+    wait: bool = typer.Option(False, "--wait", help="wait for a running pipeline on the dataset instead of exiting"),
+    retrain: bool = typer.Option(False, "--retrain", help="train even when the champion is not due"),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="model families to search when training"),  # noqa: UP045
+) -> None:
+    """Ingest -> process -> analyze -> train (when due) -> forecast -> report, incrementally."""
+    from tsops.orchestration.lock import LockBusy
+    from tsops.orchestration.pipeline import run_pipeline
+
+    project = load()
+    names = dataset or list(project.config.datasets)
+    failed = []
+    for name in names:
+        t = Table(title=f"pipeline: {name}")
+        for c in ("stage", "status", "seconds", "detail"):
+            t.add_column(c)
+
+        def on_stage(s, res, t=t, name=name) -> None:
+            detail = res.get("why") or res.get("error") or ", ".join(
+                f"{k}={v}" for k, v in res.items()
+                if k not in ("status", "seconds", "changed", "outputs", "monitoring", "quality", "top_pairs")
+                and not isinstance(v, dict | list))
+            t.add_row(s, res.get("status", "ran"), f"{res.get('seconds', 0):.1f}", str(detail)[:90])
+            err_console.print(f"[dim]{name}: {s} {res.get('status', 'ran')} ({res.get('seconds', 0):.1f} s)[/dim]")
+
+        try:
+            run = run_pipeline(project, name, stage, wait=wait, force_train=retrain, families=model,
+                               on_stage=on_stage)
+        except LockBusy as err:
+            raise UserError(str(err)) from None
+        console.print(t)
+        console.print(f"run {run.run_id}: {run.status} in {run.seconds:.1f} s" + (f" ({run.error})" if run.error else ""))
+        if run.status != "success":
+            failed.append(name)
+    if failed:
+        raise typer.Exit(1)
+
+
+@runs_app.command("list")
+def runs_list(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
+    kind: Optional[str] = typer.Option(None, help="pipeline, ingest, process, train, tune, forecast ..."),  # noqa: UP045
+    limit: int = typer.Option(20),
+) -> None:
+    """The most recent runs."""
+    from tsops.catalog import us_to_iso
+
+    project = load()
+    t = Table(title="runs")
+    for c in ("id", "kind", "dataset", "status", "started", "seconds", "error"):
+        t.add_column(c)
+    for r in project.catalog().list_runs(dataset, kind, limit):
+        secs = (r["finished_at"] - r["started_at"]) / 1e6 if r["finished_at"] else None
+        t.add_row(str(r["id"]), r["kind"], r["dataset"] or "", r["status"], us_to_iso(r["started_at"]) or "",
+                  f"{secs:.1f}" if secs is not None else "", (r["error"] or "")[:60])
+    console.print(t)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int = typer.Argument(...)) -> None:
+    """One run with its stages and lineage (inputs, quality, model version, outputs)."""
+    project = load()
+    r = project.catalog().get_run(run_id)
+    if r is None:
+        raise UserError(f"no run {run_id} (see `tsops runs list`)")
+    console.print_json(json.dumps(r, default=str, ensure_ascii=False))
+
+
 # ---------------------------------------------------------------------------------------------- demo
 @app.command()
 def demo(
@@ -264,6 +420,15 @@ def _register_optional() -> None:
         from tsops.cli.similar import similar
 
         app.command("similar")(similar)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from tsops.cli.forecasting import forecast, serve, train, tune
+
+        app.command("train")(train)
+        app.command("tune")(tune)
+        app.command("forecast")(forecast)
+        app.command("serve")(serve)
     except ImportError:  # pragma: no cover
         pass
     try:

@@ -1,0 +1,77 @@
+"""``tsops quality``: data-quality studies.
+
+Register in the root CLI with ``app.add_typer(quality_app, name="quality")`` where
+``from tsops.cli.quality import app as quality_app``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Data-quality studies.", no_args_is_help=True)
+console = Console()
+
+
+@app.callback()
+def quality() -> None:
+    """Data-quality studies (cleaning itself runs in ``tsops process``)."""
+
+
+def read_long_csv(path: Path, series_id: str | None = None):
+    """Read a long-format CSV (series_id, ts, value, ...) and return one series' rows."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise typer.BadParameter(f"CSV file {path} does not exist", param_hint="--csv")
+    df = pd.read_csv(path)
+    missing = {"series_id", "ts", "value"} - set(df.columns)
+    if missing:
+        raise typer.BadParameter(f"{path} lacks column(s) {sorted(missing)}; long format needs series_id, ts, "
+                                 "value", param_hint="--csv")
+    df["series_id"] = df["series_id"].astype(str)
+    sid = series_id if series_id is not None else sorted(df["series_id"].unique())[0]
+    one = df[df["series_id"] == sid]
+    if one.empty:
+        raise typer.BadParameter(f"series {sid!r} not in {path} (first ids: {sorted(df['series_id'].unique())[:5]})",
+                                 param_hint="--series-id")
+    return one
+
+
+@app.command()
+def compare(
+    csv: Path = typer.Option(..., "--csv", help="long-format CSV with series_id, ts, value"),
+    series_id: Optional[str] = typer.Option(None, "--series-id", help="series to study (default: the first)"),  # noqa: UP045
+    inject_rate: float = typer.Option(0.02, help="share of training points turned into spikes"),
+    seed: int = typer.Option(0, help="random seed of the injection"),
+    horizon: int = typer.Option(48, help="forecast horizon (points held out as the test set)"),
+    model: str = typer.Option("auto_ets", help="auto_ets or seasonal_naive"),
+    season_length: Optional[int] = typer.Option(None, help="season length (default: from the period)"),  # noqa: UP045
+    repeats: int = typer.Option(1, help="average over this many injections (seeds seed, seed+1, ...)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the table as CSV"),  # noqa: UP045
+) -> None:
+    """Inject anomalies into a real series, treat them (none, drop, min/max, EMA, interpolate), forecast and
+    compare RMSE / MAE / MAPE per treatment."""
+    from tsops.quality.compare import compare_treatments
+
+    df = read_long_csv(csv, series_id)
+    with console.status("forecasting each treatment..."):
+        res = compare_treatments(df, inject_rate=inject_rate, seed=seed, horizon=horizon, model=model,
+                                 season_length=season_length, repeats=repeats)
+    table = Table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, season {res.attrs['season_length']}, "
+                        f"{int(res['n_injected'].iloc[0])} spikes injected")
+    table.add_column("treatment")
+    for c in ("rmse", "mae", "mape", "n_flagged"):
+        table.add_column(c, justify="right")
+    for name, r in res.iterrows():
+        table.add_row(str(name), f"{r['rmse']:.4g}", f"{r['mae']:.4g}", f"{r['mape']:.3g}", str(int(r["n_flagged"])))
+    console.print(table)
+    p, rc = res["precision"].iloc[1], res["recall"].iloc[1]
+    console.print(f"IQR detection: precision {p:.2f}, recall {rc:.2f}")
+    if out is not None:
+        res.to_csv(out)
+        console.print(f"written {out}")

@@ -1,0 +1,402 @@
+"""The cleaning chain: validate -> dedup -> period -> gaps -> impute -> anomalies -> treatment.
+
+Two entry points share the numba kernels of :mod:`tsops.quality.kernels`:
+
+* :func:`clean_series` — one series' long frame in, ``(clean frame, quality document)`` out. This is what
+  ``tsops process`` maps over a data set (see :mod:`tsops.engine`).
+* :func:`clean_many` — many series at once over a CSR layout (``ts``, ``values``, ``offsets``), for
+  throughput (numba-parallel across series).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from tsops.quality import kernels as K
+from tsops.quality.anomaly import TREATMENTS, apply_treatment, method_names, residual_anomalies
+from tsops.quality.impute import IMPUTERS, compare_imputers, impute_values
+from tsops.quality.validate import validate_frame
+
+log = logging.getLogger(__name__)
+
+CORE_COLUMNS = ("series_id", "ts", "value")
+OUTPUT_COLUMNS = ("series_id", "ts", "value", "raw_value", "is_missing", "is_imputed", "is_anomaly",
+                  "anomaly_method", "treatment", "is_dup_conflict")
+_DEDUP = {"last": K.DEDUP_LAST, "first": K.DEDUP_FIRST, "mean": K.DEDUP_MEAN, "flag": K.DEDUP_FLAG}
+_KERNEL_IMPUTE = {"linear": K.IMPUTE_LINEAR, "locf": K.IMPUTE_LOCF, "ema": K.IMPUTE_EMA, "none": K.IMPUTE_NONE}
+_ANOMALY_METHODS = ("iqr", "iqr_diff", "residual")
+
+
+@dataclass
+class CleaningConfig:
+    """Settings of the cleaning chain (JSON round-trip with ``to_dict`` / ``from_dict``).
+
+    dedup: same timestamp with different values -> 'last', 'first', 'mean' or 'flag' (value set to NaN and
+    imputed; the conflict is always marked in ``is_dup_conflict``). period: force a sampling period instead
+    of estimating it. max_fill: at most this many missing rows are inserted per gap (longer gaps are left
+    open and counted). min_period_confidence: below it the series is treated as event-like and no missing
+    rows are inserted (the period is still reported). impute: 'linear', 'spline', 'seasonal', 'locf', 'ema', 'none' or 'auto' (best of
+    :func:`compare_imputers` per series); residual_method: 'robust' (rolling/phase medians) or 'stl' for the
+    residual anomaly rule; score_imputation: also score a fixed method on the series (RMSE /
+    MAE on hidden known values) for the quality document. anomaly_methods: any of 'iqr', 'iqr_diff', 'residual'.
+    treatment: 'none', 'drop' (value NaN, row kept), 'clip' (to the IQR fences), 'ema', 'interpolate'.
+    """
+
+    dedup: str = "last"
+    period: str | None = None
+    period_coverage: float = 0.95
+    period_tol: float = 0.1
+    period_max_sample: int = 1024
+    max_fill: int = 10_000
+    min_period_confidence: float = 0.2
+    impute: str = "linear"
+    ema_alpha: float = 0.3
+    season_length: int | None = None
+    anomaly_methods: tuple[str, ...] = ("iqr", "iqr_diff")
+    iqr_k: float = 3.0
+    iqr_diff_k: float = 3.0
+    residual_z: float = 4.0
+    residual_method: str = "robust"
+    treatment: str = "interpolate"
+    future_tolerance: str = "5min"
+    now: str | None = None
+    consistent_columns: tuple[str, ...] = ("unit",)
+    compare_imputers_frac: float = 0.1
+    score_imputation: bool = True
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.anomaly_methods = tuple(self.anomaly_methods)
+        self.consistent_columns = tuple(self.consistent_columns)
+        if self.dedup not in _DEDUP:
+            raise ValueError(f"CleaningConfig.dedup must be one of {sorted(_DEDUP)}, got {self.dedup!r}")
+        if self.impute not in (*IMPUTERS, "none", "auto"):
+            raise ValueError(f"CleaningConfig.impute must be one of {IMPUTERS + ('none', 'auto')}, "
+                             f"got {self.impute!r}")
+        bad = [m for m in self.anomaly_methods if m not in _ANOMALY_METHODS]
+        if bad:
+            raise ValueError(f"CleaningConfig.anomaly_methods: unknown {bad}; choose from {_ANOMALY_METHODS}")
+        if self.treatment not in TREATMENTS:
+            raise ValueError(f"CleaningConfig.treatment must be one of {sorted(TREATMENTS)}, "
+                             f"got {self.treatment!r}")
+        if self.period is not None and pd.Timedelta(self.period) <= pd.Timedelta(0):
+            raise ValueError(f"CleaningConfig.period must be positive, got {self.period!r}")
+        if self.residual_method not in ("robust", "stl"):
+            raise ValueError(f"CleaningConfig.residual_method must be 'robust' or 'stl', got {self.residual_method!r}")
+        if self.max_fill < 0:
+            raise ValueError(f"CleaningConfig.max_fill must be >= 0, got {self.max_fill}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["anomaly_methods"] = list(self.anomaly_methods)
+        d["consistent_columns"] = list(self.consistent_columns)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CleaningConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown CleaningConfig field(s) {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+    # ---- derived kernel arguments
+    def now_us(self) -> int:
+        now = pd.Timestamp.now(tz="UTC") if self.now is None else pd.Timestamp(self.now)
+        if now.tzinfo is None:
+            now = now.tz_localize("UTC")
+        return int((now + pd.Timedelta(self.future_tolerance)).value // 1000)  # .value is always ns
+
+    def period_us(self) -> float:
+        return 0.0 if self.period is None else pd.Timedelta(self.period).value / 1000.0
+
+    def kernel_steps(self) -> tuple[int, int, int]:
+        """(impute code, anomaly bits, treatment code) the kernel runs; the rest happens in Python."""
+        python_side = self.impute not in _KERNEL_IMPUTE or "residual" in self.anomaly_methods
+        imp = _KERNEL_IMPUTE.get(self.impute, K.IMPUTE_NONE)
+        bits = (K.ANOM_IQR if "iqr" in self.anomaly_methods else 0) | (
+            K.ANOM_IQR_DIFF if "iqr_diff" in self.anomaly_methods else 0)
+        treat = K.TREAT_NONE if python_side else TREATMENTS[self.treatment]
+        return imp, bits, treat
+
+
+@dataclass
+class CleanBatch:
+    """Output of :func:`clean_many`: CSR arrays (series ``s`` at ``offsets[s]:offsets[s+1]``) and stats."""
+
+    offsets: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+    raw_value: np.ndarray
+    is_missing: np.ndarray
+    is_dup_conflict: np.ndarray
+    is_imputed: np.ndarray
+    anomaly_code: np.ndarray
+    stats: pd.DataFrame
+
+    def to_frame(self, series_ids: list[str] | np.ndarray, treatment: str | None = None) -> pd.DataFrame:
+        """Long frame of all series (``series_ids`` in CSR order); with ``treatment``, a ``treatment`` column
+        holding that name on anomalous rows ('' elsewhere), in the column order of :data:`OUTPUT_COLUMNS`."""
+        counts = np.diff(self.offsets)
+        is_anom = self.anomaly_code != 0
+        cols = {
+            "series_id": np.repeat(np.asarray(series_ids, dtype=object), counts),
+            "ts": pd.Series(self.ts.view("datetime64[us]")).dt.tz_localize("UTC"),
+            "value": self.value, "raw_value": self.raw_value, "is_missing": self.is_missing,
+            "is_imputed": self.is_imputed, "is_anomaly": is_anom,
+            "anomaly_method": method_names(self.anomaly_code),
+        }
+        if treatment is not None:
+            cols["treatment"] = np.array(["", treatment], dtype=object)[is_anom.view(np.uint8)]
+        cols["is_dup_conflict"] = self.is_dup_conflict
+        # column by column: the dict constructor would consolidate (copy) same-dtype columns into 2-D blocks
+        out = pd.DataFrame({"series_id": cols.pop("series_id")})
+        for name, col in cols.items():
+            out[name] = col
+        return out
+
+
+def clean_many(ts_us: np.ndarray, values: np.ndarray, offsets: np.ndarray,
+               config: CleaningConfig | None = None) -> CleanBatch:
+    """Run the kernel part of the chain over many series at once (numba-parallel across series).
+
+    ``ts_us`` int64 epoch microseconds (``kernels.NAT`` for missing), ``values`` float64, ``offsets`` int64 of
+    length n_series + 1. Imputation 'spline'/'seasonal'/'auto' and 'residual' anomalies are per-series
+    Python steps: use :func:`clean_series` for those (here they fall back to no imputation / IQR only).
+    """
+    cfg = config or CleaningConfig()
+    ts_us = np.ascontiguousarray(ts_us, np.int64)
+    values = np.ascontiguousarray(values, np.float64)
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    if ts_us.shape != values.shape:
+        raise ValueError(f"ts_us and values differ in shape: {ts_us.shape} vs {values.shape}")
+    if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != ts_us.size or np.any(np.diff(offsets) < 0):
+        raise ValueError("offsets must start at 0, be non-decreasing and end at len(ts_us)")
+    imp, bits, _ = cfg.kernel_steps()
+    treat = TREATMENTS[cfg.treatment] if cfg.impute in _KERNEL_IMPUTE else K.TREAT_NONE
+    kernel = K._clean_serial_kernel if offsets.size <= 2 else K._clean_many_kernel
+    out = kernel(
+        ts_us, values, offsets, cfg.now_us(), _DEDUP[cfg.dedup], cfg.period_us(), cfg.period_coverage,
+        cfg.period_tol, cfg.period_max_sample, float(cfg.max_fill), cfg.min_period_confidence, imp,
+        cfg.ema_alpha, bits, cfg.iqr_k, cfg.iqr_diff_k, treat)
+    oo, ot, ov, oraw, omiss, oconf, oimp, ocode, stats = out
+    return CleanBatch(oo, ot, ov, oraw, omiss, oconf, oimp, ocode, pd.DataFrame(stats, columns=K.STAT_FIELDS))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.integer | np.bool_):
+        return x.item()
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, pd.Timestamp | pd.Timedelta):
+        return str(x)
+    return x
+
+
+def basic_stats(values: np.ndarray) -> dict:
+    """count, mean, std, min, p05, p25, median, p75, p95, max of the finite values."""
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"count": 0}
+    q = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {"count": int(x.size), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+            "min": float(x.min()), "p05": q[0], "p25": q[1], "median": q[2], "p75": q[3], "p95": q[4],
+            "max": float(x.max())}
+
+
+def clean_series(df: pd.DataFrame, config: CleaningConfig | None = None) -> tuple[pd.DataFrame, dict]:
+    """Clean one series' long frame; return (clean frame, JSON-serialisable quality document).
+
+    The frame has one row per grid point: ``series_id, ts, value, raw_value, is_missing, is_imputed,
+    is_anomaly, anomaly_method, treatment, is_dup_conflict`` followed by the input's attribute columns
+    (constant per series, carried onto inserted rows). Rows with NaT or future timestamps are dropped and
+    counted in the document, never silently.
+    """
+    from tsops.analysis.decompose import infer_season_length
+
+    cfg = config or CleaningConfig()
+    sids = df["series_id"].astype(str).unique() if "series_id" in df.columns else []
+    if len(sids) > 1:
+        raise ValueError(f"clean_series takes one series, got {len(sids)} series_id values (e.g. {list(sids[:3])});"
+                         " map it over series with tsops.engine")
+    val = validate_frame(df, now=cfg.now, future_tolerance=pd.Timedelta(cfg.future_tolerance),
+                         consistent_columns=cfg.consistent_columns)
+    frame = val.frame
+    sid = str(sids[0]) if len(sids) else ""
+    attrs = [c for c in frame.columns if c not in CORE_COLUMNS]
+    ts = frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64) if len(frame) else np.empty(0, np.int64)
+    ts = np.where(frame["ts"].isna().to_numpy(), K.NAT, ts) if len(frame) else ts
+    batch = clean_many(ts, frame["value"].to_numpy(np.float64), np.array([0, len(frame)], np.int64), cfg)
+    st = batch.stats.iloc[0].to_dict()
+    t = batch.ts
+    v = batch.value.copy()
+    imputed = batch.is_imputed.copy()
+    code = batch.anomaly_code.copy()
+    period_us = st["period_us"]
+    period = pd.Timedelta(int(round(period_us)), unit="us") if math.isfinite(period_us) else None
+    season = cfg.season_length or infer_season_length(period, len(v))
+    imputation: dict = {"method": cfg.impute}
+    python_side = cfg.impute not in _KERNEL_IMPUTE or "residual" in cfg.anomaly_methods
+    if python_side and len(v):
+        if cfg.impute not in _KERNEL_IMPUTE:
+            method = cfg.impute
+            if method == "auto":
+                try:
+                    scores = compare_imputers(t, batch.value, season_length=season,
+                                              frac=cfg.compare_imputers_frac, seed=cfg.seed, alpha=cfg.ema_alpha)
+                    method = str(scores.index[0])
+                    imputation.update(method=method, rmse=scores["rmse"].iloc[0], mae=scores["mae"].iloc[0],
+                                      scores=scores[["rmse", "mae"]].to_dict(orient="index"))
+                except ValueError as exc:
+                    log.info("series %s: %s; using linear imputation", sid, exc)
+                    method = "linear"
+                    imputation.update(method=method, note=str(exc))
+            v, imputed = impute_values(t, batch.value, method, season_length=season, alpha=cfg.ema_alpha)
+            st["n_imputed"] = int(imputed.sum())
+        if "residual" in cfg.anomaly_methods and np.isfinite(v).sum() >= 8:
+            mask, _ = residual_anomalies(v, season, cfg.residual_z, method=cfg.residual_method)
+            code = code | np.where(mask & ~imputed & ~batch.is_missing, K.ANOM_RESIDUAL, 0).astype(np.uint8)
+        v = apply_treatment(t, v, code != 0, cfg.treatment, st["fence_lo"], st["fence_hi"], cfg.ema_alpha)
+        st["n_anomalies"] = int((code != 0).sum())
+    is_anom = code != 0
+    _score_imputation(imputation, cfg, t, v, imputed | is_anom, season)
+    out = pd.DataFrame({
+        "series_id": sid,
+        "ts": pd.to_datetime(t, unit="us", utc=True).as_unit("us"),
+        "value": v, "raw_value": batch.raw_value, "is_missing": batch.is_missing, "is_imputed": imputed,
+        "is_anomaly": is_anom, "anomaly_method": method_names(code),
+        "treatment": np.where(is_anom, cfg.treatment, ""), "is_dup_conflict": batch.is_dup_conflict,
+    })
+    for c in attrs:
+        first = frame[c].dropna().iloc[:1]
+        out[c] = (pd.Series(np.repeat(first.to_numpy(), len(out)), dtype=frame[c].dtype) if len(first)
+                  else pd.Series([None] * len(out), dtype=object))
+    doc = _quality_doc(sid, st, cfg, period, season, imputation, t, v, batch.raw_value, imputed, is_anom,
+                       val.to_dict().get(sid, []))
+    return out, doc
+
+
+def _score_imputation(imputation: dict, cfg: CleaningConfig, t: np.ndarray, v: np.ndarray, hidden: np.ndarray,
+                      season: int | None) -> None:
+    """Score the chosen method on this series (hide known values, re-impute): RMSE / MAE into ``imputation``."""
+    if "rmse" in imputation or not cfg.score_imputation or imputation["method"] == "none" or len(v) <= 8:
+        return
+    known = np.where(hidden, np.nan, v)
+    try:
+        sc = compare_imputers(t, known, (imputation["method"],), season_length=season,
+                              frac=cfg.compare_imputers_frac, seed=cfg.seed, alpha=cfg.ema_alpha)
+        imputation.update(rmse=sc["rmse"].iloc[0], mae=sc["mae"].iloc[0], n_hidden=sc["n_hidden"].iloc[0])
+    except ValueError as exc:
+        imputation["note"] = str(exc)
+
+
+def _quality_doc(sid: str, st: dict, cfg: CleaningConfig, period: pd.Timedelta | None, season: int | None,
+                 imputation: dict, t: np.ndarray, v: np.ndarray, raw: np.ndarray, imputed: np.ndarray,
+                 is_anom: np.ndarray, validation: list) -> dict:
+    n_out = len(t)
+    n_obs = n_out - int(st["n_missing_inserted"]) - int(st["n_nan_readings"])
+    n_anom = int(is_anom.sum())
+    ts_at = lambda i: pd.Timestamp(int(t[i]), unit="us", tz="UTC") if n_out else None  # noqa: E731
+    doc = {
+        "series_id": sid,
+        "period_seconds": period.total_seconds() if period is not None else None,
+        "phase_seconds": st["phase_us"] / 1e6,
+        "period_confidence": st["confidence"],
+        "period_explained_share": st["explained_share"],
+        "jitter": st["jitter"],
+        "season_length": season,
+        "n_raw": int(st["n_raw"]), "n_valid": int(st["n_valid"]), "n_out": n_out,
+        "dropped": {"nat": int(st["n_nat"]), "future": int(st["n_future"])},
+        "n_out_of_order": int(st["n_out_of_order"]),
+        "duplicates": {"exact": int(st["n_exact_duplicates"]),
+                       "conflicting": int(st["n_conflicting_duplicates"]), "policy": cfg.dedup},
+        "n_missing_inserted": int(st["n_missing_inserted"]), "n_nan_readings": int(st["n_nan_readings"]),
+        "n_gaps_unfilled": int(st["n_gaps_unfilled"]),
+        "missing_ratio": (n_out - n_obs) / n_out if n_out else None,
+        "n_imputed": int(imputed.sum()),
+        "imputation": imputation,
+        "n_anomalies": n_anom,
+        "anomaly_ratio": n_anom / n_obs if n_obs > 0 else None,
+        "anomaly_methods": list(cfg.anomaly_methods), "treatment": cfg.treatment,
+        "iqr_fences": [st["fence_lo"], st["fence_hi"]],
+        "first_ts": ts_at(0), "last_ts": ts_at(-1),
+        "stats": basic_stats(v), "raw_stats": basic_stats(raw),
+        "validation": validation,
+    }
+    doc = _jsonable(doc)
+    json.dumps(doc)  # fail here, not downstream, if something is not serialisable
+    return doc
+
+
+def needs_python_steps(cfg: CleaningConfig) -> bool:
+    """True when the config uses per-series Python steps (spline / seasonal / auto imputation, residual
+    anomalies) that the batched kernels do not run."""
+    return cfg.impute not in _KERNEL_IMPUTE or "residual" in cfg.anomaly_methods
+
+
+def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Clean every series of a long frame at once; same result as :func:`clean_series` per series.
+
+    Vectorised: one validation pass, one :func:`clean_many` call (numba-parallel over series), per-series
+    Python only for the quality documents (set ``score_imputation=False`` to skip the per-series imputation
+    scoring). Configs with Python-only steps (see :func:`needs_python_steps`) fall back to a loop over
+    :func:`clean_series`. Output sorted by series_id then ts; documents in the same order.
+    """
+    from tsops.analysis.decompose import infer_season_length
+
+    cfg = config or CleaningConfig()
+    if "series_id" not in df.columns:
+        raise ValueError(f"long frame is missing required column 'series_id'; got columns {list(df.columns)}")
+    if needs_python_steps(cfg):
+        outs, docs = [], []
+        for _, g in df.groupby(df["series_id"].astype(str), sort=True):
+            o, d = clean_series(g, cfg)
+            outs.append(o)
+            docs.append(d)
+        return (pd.concat(outs, ignore_index=True) if outs else pd.DataFrame(columns=list(OUTPUT_COLUMNS))), docs
+    val = validate_frame(df, now=cfg.now, future_tolerance=pd.Timedelta(cfg.future_tolerance),
+                         consistent_columns=cfg.consistent_columns)
+    frame = val.frame
+    codes, uniques = pd.factorize(frame["series_id"], sort=True)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(uniques))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    nat = frame["ts"].isna().to_numpy()
+    ts = np.where(nat, K.NAT, frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64))[order]
+    batch = clean_many(ts, frame["value"].to_numpy(np.float64)[order], offsets, cfg)
+    out = batch.to_frame(np.asarray(uniques, dtype=object), treatment=cfg.treatment)
+    is_anom = batch.anomaly_code != 0
+    out_counts = np.diff(batch.offsets)
+    sorted_frame = frame.iloc[order]
+    for c in [c for c in frame.columns if c not in CORE_COLUMNS]:
+        first = sorted_frame.groupby(codes[order], sort=True)[c].first()
+        per = pd.Series(first.reindex(range(len(uniques))).to_numpy(), dtype=frame[c].dtype)
+        out[c] = per.iloc[np.repeat(np.arange(len(uniques)), out_counts)].reset_index(drop=True)
+    issues = val.to_dict()
+    docs = []
+    stats = batch.stats.to_dict(orient="records")
+    for s, sid in enumerate(uniques):
+        a, b = batch.offsets[s], batch.offsets[s + 1]
+        st = stats[s]
+        period = pd.Timedelta(int(round(st["period_us"])), unit="us") if math.isfinite(st["period_us"]) else None
+        season = cfg.season_length or infer_season_length(period, int(b - a))
+        imputation: dict = {"method": cfg.impute}
+        t, v = batch.ts[a:b], batch.value[a:b]
+        imp, anom = batch.is_imputed[a:b], is_anom[a:b]
+        _score_imputation(imputation, cfg, t, v, imp | anom, season)
+        docs.append(_quality_doc(str(sid), st, cfg, period, season, imputation, t, v, batch.raw_value[a:b], imp,
+                                 anom, issues.get(str(sid), [])))
+    return out, docs

@@ -1,0 +1,702 @@
+"""Numba kernels of the cleaning chain.
+
+Everything here works on plain arrays: timestamps as int64 microseconds since the epoch (UTC), values as
+float64 (NaN = missing reading). ``clean_many`` runs the whole chain (validate -> dedup -> period -> gaps ->
+impute -> anomalies -> treatment) over many series at once, laid out CSR-style: series ``s`` occupies
+``ts[offsets[s]:offsets[s + 1]]``. The per-series pandas API in :mod:`tsops.quality.chain` calls the very same
+kernels on a single series, so both paths give identical numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+NAT = np.iinfo(np.int64).min
+
+# dedup policies
+DEDUP_LAST, DEDUP_FIRST, DEDUP_MEAN, DEDUP_FLAG = 0, 1, 2, 3
+# imputation methods done in the kernel (spline/seasonal are done in numpy/scipy on top)
+IMPUTE_NONE, IMPUTE_LINEAR, IMPUTE_LOCF, IMPUTE_EMA = 0, 1, 2, 3
+# anomaly bits
+ANOM_IQR, ANOM_IQR_DIFF, ANOM_RESIDUAL = 1, 2, 4
+# treatments
+TREAT_NONE, TREAT_DROP, TREAT_CLIP, TREAT_EMA, TREAT_INTERPOLATE = 0, 1, 2, 3, 4
+
+# per-series statistics returned by clean_many (column order of the ``stats`` matrix)
+STAT_FIELDS = (
+    "n_raw", "n_nat", "n_future", "n_nonfinite", "n_out_of_order", "n_exact_duplicates",
+    "n_conflicting_duplicates", "n_valid", "period_us", "phase_us", "confidence", "explained_share",
+    "jitter", "n_out", "n_missing_inserted", "n_nan_readings", "n_imputed", "n_anomalies",
+    "n_gaps_unfilled", "fence_lo", "fence_hi",
+)
+N_STATS = len(STAT_FIELDS)
+_S = {name: i for i, name in enumerate(STAT_FIELDS)}
+S_N_RAW, S_N_NAT, S_N_FUTURE, S_N_NONFINITE, S_N_OOO = 0, 1, 2, 3, 4
+S_N_EXACT, S_N_CONFLICT, S_N_VALID, S_PERIOD, S_PHASE = 5, 6, 7, 8, 9
+S_CONF, S_EXPL, S_JITTER, S_N_OUT, S_N_MISSING = 10, 11, 12, 13, 14
+S_N_NANREAD, S_N_IMPUTED, S_N_ANOM, S_N_UNFILLED, S_LO, S_HI = 15, 16, 17, 18, 19, 20
+
+
+# --------------------------------------------------------------------------------------------- validation/dedup
+@njit(cache=True)
+def prepare_series(t, v, now, policy, wt, wv, wconf, wraw, stats):
+    """Validate, sort and deduplicate one series into the work arrays; return the number of rows kept.
+
+    Drops rows with NaT or future timestamps (counted), turns +-inf values into NaN (counted), sorts
+    stably by time when needed and resolves duplicate timestamps by ``policy``. ``wraw`` receives the
+    value as read (the last one for duplicates) and ``wconf`` marks timestamps with conflicting values.
+    """
+    n = t.size
+    n_nat = 0
+    n_future = 0
+    n_nonfinite = 0
+    n_ooo = 0
+    m = 0
+    last = NAT
+    for i in range(n):
+        ti = t[i]
+        if ti == NAT:
+            n_nat += 1
+            continue
+        if ti > now:
+            n_future += 1
+            continue
+        x = v[i]
+        if np.isinf(x):
+            n_nonfinite += 1
+            x = np.nan
+        if ti < last:
+            n_ooo += 1
+        last = ti
+        wt[m] = ti
+        wv[m] = x
+        m += 1
+    if n_ooo > 0:
+        order = np.argsort(wt[:m], kind="mergesort")
+        tt = wt[:m][order]
+        vv = wv[:m][order]
+        wt[:m] = tt
+        wv[:m] = vv
+    k = 0
+    n_exact = 0
+    n_conf = 0
+    i = 0
+    while i < m:
+        j = i + 1
+        while j < m and wt[j] == wt[i]:
+            j += 1
+        if j - i == 1:
+            wt[k] = wt[i]
+            wv[k] = wv[i]
+            wraw[k] = wv[i]
+            wconf[k] = False
+        else:
+            # distinct values in the group (NaN equals NaN); exact duplicates are the rest
+            n_distinct = 0
+            s = 0.0
+            c = 0
+            for a in range(i, j):
+                xa = wv[a]
+                seen = False
+                for b in range(i, a):
+                    xb = wv[b]
+                    if xa == xb or (np.isnan(xa) and np.isnan(xb)):
+                        seen = True
+                        break
+                if not seen:
+                    n_distinct += 1
+                    if not np.isnan(xa):
+                        s += xa
+                        c += 1
+            n_exact += (j - i) - n_distinct
+            first = wv[i]
+            lastv = wv[j - 1]
+            wt[k] = wt[i]
+            wraw[k] = lastv
+            if n_distinct > 1:
+                n_conf += n_distinct - 1
+                wconf[k] = True
+                if policy == DEDUP_FIRST:
+                    wv[k] = first
+                elif policy == DEDUP_MEAN:
+                    wv[k] = s / c if c > 0 else np.nan
+                elif policy == DEDUP_FLAG:
+                    wv[k] = np.nan
+                else:
+                    wv[k] = lastv
+            else:
+                wconf[k] = False
+                wv[k] = lastv
+        k += 1
+        i = j
+    stats[S_N_RAW] = n
+    stats[S_N_NAT] = n_nat
+    stats[S_N_FUTURE] = n_future
+    stats[S_N_NONFINITE] = n_nonfinite
+    stats[S_N_OOO] = n_ooo
+    stats[S_N_EXACT] = n_exact
+    stats[S_N_CONFLICT] = n_conf
+    stats[S_N_VALID] = k
+    return k
+
+
+# ----------------------------------------------------------------------------------------------------- period
+@njit(cache=True)
+def _fit_grid(t, p):
+    """One pass: refined period = sum of the differences / sum of their step counts over differences within
+    0.15 period of an integer multiple 1 <= k <= 32 of ``p``, and the share of differences explained (within
+    a quarter period of a multiple k >= 1).
+
+    A ratio estimator over gaps of at most 32 periods rather than a regression on the grid index: a stray
+    timestamp far away (a huge gap that some nearby period happens to explain) has no leverage on it.
+    """
+    n = t.size
+    inv = 1.0 / p
+    sd = 0.0
+    sk = 0.0
+    good = 0
+    for i in range(1, n):
+        d = float(t[i] - t[i - 1])
+        q = d * inv
+        k = np.floor(q + 0.5)
+        if k >= 1.0 and abs(q - k) <= 0.25:
+            good += 1
+            # long gaps fit many nearby periods and would dominate the ratio; loose fits are likely strays
+            if k <= 32.0 and abs(q - k) <= 0.15:
+                sd += d
+                sk += k
+    if sk <= 0.0:
+        return p, 0.0
+    return sd / sk, good / max(1, n - 1)
+
+
+@njit(cache=True)
+def _intercept(t, p):
+    """Mean offset and residual sd of t_i - t_0 against p * n_i at a fixed period p."""
+    n = t.size
+    inv = 1.0 / p
+    idx = 0.0
+    sa = 0.0
+    ss = 0.0
+    for i in range(n):
+        if i > 0:
+            k = np.floor(float(t[i] - t[i - 1]) * inv + 0.5)
+            idx += k  # sub-period steps (k = 0) stay on the same grid slot
+        r = float(t[i] - t[0]) - p * idx
+        sa += r
+        ss += r * r
+    a = sa / n
+    return a, np.sqrt(max(0.0, ss / n - a * a))
+
+
+@njit(cache=True)
+def estimate_period_sorted(t, coverage, tol, max_sample):
+    """Estimate the sampling period of sorted, unique int64 timestamps.
+
+    Returns ``(period, phase, confidence, explained_share, jitter)``; period and phase in the unit of ``t``
+    (phase in ``[0, period)`` relative to the epoch), jitter as residual sd / period. NaN period when fewer
+    than three timestamps are given.
+    """
+    n = t.size
+    if n < 3:
+        return np.nan, 0.0, 0.0, 0.0, np.nan
+    m = n - 1
+    ns = m if m <= max_sample else max_sample
+    d = np.empty(ns)
+    for j in range(ns):
+        i = j if m <= max_sample else (j * m) // ns
+        d[j] = float(t[i + 1] - t[i])
+    d.sort()
+    start = 0
+    while start < ns and d[start] <= 0.0:
+        start += 1
+    if ns - start < 1:
+        return np.nan, 0.0, 0.0, 0.0, np.nan
+    # cluster the sorted differences: a new cluster starts where the relative jump exceeds tol
+    lo = np.empty(ns - start, np.int64)
+    hi = np.empty(ns - start, np.int64)
+    nc = 0
+    lo[0] = start
+    for i in range(start + 1, ns):
+        if d[i] > d[i - 1] * (1.0 + tol):
+            hi[nc] = i
+            nc += 1
+            lo[nc] = i
+    hi[nc] = ns
+    nc += 1
+    counts = np.empty(nc)
+    modes = np.empty(nc)
+    for c in range(nc):
+        counts[c] = hi[c] - lo[c]
+        modes[c] = d[(lo[c] + hi[c] - 1) // 2]
+    order = np.argsort(-counts, kind="mergesort")
+    total = ns - start
+    dominant = modes[order[0]]
+    sel = np.empty(nc)
+    nsel = 0
+    cum = 0.0
+    for r in range(nc):
+        c = order[r]
+        if modes[c] >= 0.2 * dominant or r == 0:
+            sel[nsel] = modes[c]
+            nsel += 1
+        cum += counts[c]
+        if cum >= coverage * total:
+            break
+    mmin = sel[0]
+    for r in range(nsel):
+        if sel[r] < mmin:
+            mmin = sel[r]
+    # approximate GCD: the largest mmin / j that leaves every selected mode close to an integer multiple
+    p = mmin
+    for j in range(1, 65):
+        cand = mmin / j
+        ok = True
+        for r in range(nsel):
+            q = sel[r] / cand
+            k = np.floor(q + 0.5)
+            if abs(q - k) > 0.1 + 0.01 * k:
+                ok = False
+                break
+        if ok:
+            p = cand
+            break
+    # refine on all timestamps with the cumulative grid index, then the phase at that period
+    p1, explained = _fit_grid(t, p)
+    if abs(p1 - p) <= 0.05 * p and p1 > 0.0:
+        p = p1
+    # snap to a round period (1 min .. 1 ms, t in microseconds) when within the estimation noise, so the
+    # phase relative to the epoch is exact for nominal periods such as 10 min
+    for unit in (60e6, 1e6, 1e5, 1e4, 1e3):
+        r = np.floor(p / unit + 0.5) * unit
+        if r > 0.0 and abs(r - p) <= 1e-4 * p:
+            p = r
+            break
+    a, sd = _intercept(t, p)
+    pint = np.floor(p + 0.5)
+    if pint < 1.0:
+        pint = 1.0
+    base = t[0] % np.int64(pint)
+    phase = (float(base) + a) % pint
+    jitter = sd / p
+    conf = explained * max(0.0, 1.0 - 4.0 * jitter) * (m / (m + 1.0))
+    return p, phase, conf, explained, jitter
+
+
+# ------------------------------------------------------------------------------------------------------- gaps
+@njit(cache=True)
+def count_output(t, p, max_fill):
+    """Rows after gap filling and the number of gaps left unfilled (too long for ``max_fill``)."""
+    n = t.size
+    if n < 2 or not np.isfinite(p):
+        return n, 0
+    out = n
+    unfilled = 0
+    for i in range(n - 1):
+        k = np.floor((t[i + 1] - t[i]) / p + 0.5)
+        if k >= 2.0:
+            if k - 1.0 <= max_fill:
+                out += np.int64(k) - 1
+            else:
+                unfilled += 1
+    return out, unfilled
+
+
+@njit(cache=True)
+def fill_gaps(t, v, raw, conf, p, max_fill, ot, ov, oraw, omiss, oconf):
+    """Write observed rows and the missing rows between them (evenly placed on the series' own phase)."""
+    n = t.size
+    w = 0
+    for i in range(n):
+        ot[w] = t[i]
+        ov[w] = v[i]
+        oraw[w] = raw[i]
+        omiss[w] = False
+        oconf[w] = conf[i]
+        w += 1
+        if i < n - 1 and np.isfinite(p):
+            dt = t[i + 1] - t[i]
+            kf = np.floor(dt / p + 0.5)
+            if kf >= 2.0 and kf - 1.0 <= max_fill:
+                k = np.int64(kf)
+                for j in range(1, k):
+                    ot[w] = t[i] + (dt * j) // k
+                    ov[w] = np.nan
+                    oraw[w] = np.nan
+                    omiss[w] = True
+                    oconf[w] = False
+                    w += 1
+    return w
+
+
+# -------------------------------------------------------------------------------------------------- imputation
+@njit(cache=True)
+def impute(t, v, method, alpha, imputed):
+    """Fill NaNs of ``v`` in place (linear in time, last observation, or EMA); mark them in ``imputed``.
+
+    Leading NaNs take the first observed value. Returns the number of values imputed.
+    """
+    n = v.size
+    cnt = 0
+    if method == IMPUTE_NONE:
+        for i in range(n):
+            imputed[i] = False
+        return 0
+    first = -1
+    for i in range(n):
+        if not np.isnan(v[i]):
+            first = i
+            break
+    if first < 0:
+        for i in range(n):
+            imputed[i] = False
+        return 0
+    for i in range(n):
+        imputed[i] = False
+    for i in range(first):
+        v[i] = v[first]
+        imputed[i] = True
+        cnt += 1
+    if method == IMPUTE_LINEAR:
+        prev = first
+        i = first + 1
+        while i < n:
+            if np.isnan(v[i]):
+                j = i
+                while j < n and np.isnan(v[j]):
+                    j += 1
+                if j == n:
+                    for q in range(i, n):
+                        v[q] = v[prev]
+                        imputed[q] = True
+                        cnt += 1
+                else:
+                    span = float(t[j] - t[prev])
+                    for q in range(i, j):
+                        w = float(t[q] - t[prev]) / span if span > 0 else 0.0
+                        v[q] = v[prev] + w * (v[j] - v[prev])
+                        imputed[q] = True
+                        cnt += 1
+                i = j
+            else:
+                prev = i
+                i += 1
+    elif method == IMPUTE_LOCF:
+        last = v[first]
+        for i in range(first, n):
+            if np.isnan(v[i]):
+                v[i] = last
+                imputed[i] = True
+                cnt += 1
+            else:
+                last = v[i]
+    else:  # EMA of the observations seen so far
+        ema = v[first]
+        for i in range(first, n):
+            if np.isnan(v[i]):
+                v[i] = ema
+                imputed[i] = True
+                cnt += 1
+            else:
+                ema = alpha * v[i] + (1.0 - alpha) * ema
+    return cnt
+
+
+# --------------------------------------------------------------------------------------------------- anomalies
+@njit(cache=True)
+def _select(a, lo, hi, k):
+    """Partially order a[lo:hi] in place so that a[k] is the k-th smallest (quickselect, median of three)."""
+    hi -= 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(cache=True)
+def quartiles(x):
+    """(q1, q3) of x with numpy's default linear interpolation; reorders x in place."""
+    n = x.size
+    out = np.empty(2)
+    lo = 0
+    for r in range(2):
+        h = (n - 1) * (0.25 if r == 0 else 0.75)
+        k = int(np.floor(h))
+        _select(x, lo, n, k)
+        xk = x[k]
+        if h > k:
+            nxt = x[k + 1]
+            for q in range(k + 2, n):
+                if x[q] < nxt:
+                    nxt = x[q]
+            out[r] = xk + (h - k) * (nxt - xk)
+        else:
+            out[r] = xk
+        lo = k
+    return out[0], out[1]
+
+@njit(cache=True)
+def _degenerate_spread(x, mid):
+    """Spread to use when the IQR is 0: if at least 5% of the values differ from ``mid`` (quantised data,
+    where changes of one quantum are normal), their mean absolute deviation; otherwise 0 (a nearly constant
+    series: any departure is unusual)."""
+    c = 0
+    sabs = 0.0
+    for j in range(x.size):
+        a = abs(x[j] - mid)
+        if a > 0.0:
+            c += 1
+            sabs += a
+    if c >= 0.05 * x.size:
+        return sabs / c
+    return 0.0
+
+
+@njit(cache=True)
+def detect_anomalies(v, usable, methods, k_val, k_diff, code):
+    """IQR rule on values and on differences of consecutive usable values; OR bits into ``code``.
+
+    ``usable`` marks the points that are real readings (not inserted/imputed). When the IQR is 0 (quantised
+    or mostly constant data) see :func:`_degenerate_spread`. Returns the value fences.
+    """
+    n = v.size
+    idx = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if usable[i] and not np.isnan(v[i]):
+            idx[m] = i
+            m += 1
+    lo = -np.inf
+    hi = np.inf
+    if m < 4:
+        return lo, hi
+    x = np.empty(m)
+    for j in range(m):
+        x[j] = v[idx[j]]
+    q1, q3 = quartiles(x)
+    for j in range(m):
+        x[j] = v[idx[j]]
+    iqr = q3 - q1
+    if iqr == 0.0:
+        iqr = _degenerate_spread(x, 0.5 * (q1 + q3))
+    lo = q1 - k_val * iqr
+    hi = q3 + k_val * iqr
+    if methods & ANOM_IQR:
+        for j in range(m):
+            if x[j] < lo or x[j] > hi:
+                code[idx[j]] |= ANOM_IQR
+    if methods & ANOM_IQR_DIFF and m >= 5:
+        dd = np.empty(m - 1)
+        for j in range(m - 1):
+            dd[j] = x[j + 1] - x[j]
+        d1, d3 = quartiles(dd)
+        for j in range(m - 1):
+            dd[j] = x[j + 1] - x[j]
+        diqr = d3 - d1
+        if diqr == 0.0:
+            diqr = _degenerate_spread(dd, 0.5 * (d1 + d3))
+        dlo = d1 - k_diff * diqr
+        dhi = d3 + k_diff * diqr
+        for j in range(1, m - 1):
+            a = dd[j - 1]
+            b = dd[j]
+            out_a = a < dlo or a > dhi
+            out_b = b < dlo or b > dhi
+            if out_a and out_b and a * b < 0.0:
+                code[idx[j]] |= ANOM_IQR_DIFF
+    return lo, hi
+
+
+@njit(cache=True)
+def treat(t, v, code, method, lo, hi, alpha):
+    """Apply a treatment in place to the points with a non-zero anomaly ``code``."""
+    n = v.size
+    if method == TREAT_NONE:
+        return
+    if method == TREAT_DROP:
+        for i in range(n):
+            if code[i] != 0:
+                v[i] = np.nan
+    elif method == TREAT_CLIP:
+        for i in range(n):
+            if code[i] != 0:
+                if v[i] < lo:
+                    v[i] = lo
+                elif v[i] > hi:
+                    v[i] = hi
+    elif method == TREAT_EMA:
+        # forward EMA of the clean points; anomalies take the current EMA (leading ones the first clean value)
+        ema = np.nan
+        pending = 0
+        for i in range(n):
+            if code[i] != 0:
+                if np.isnan(ema):
+                    pending += 1
+                else:
+                    v[i] = ema
+            elif not np.isnan(v[i]):
+                ema = v[i] if np.isnan(ema) else alpha * v[i] + (1.0 - alpha) * ema
+                if pending > 0:
+                    for q in range(i):
+                        if code[q] != 0:
+                            v[q] = v[i]
+                    pending = 0
+    else:  # interpolate linearly in time between the nearest clean neighbours
+        prev = -1
+        i = 0
+        while i < n:
+            if code[i] != 0:
+                j = i
+                while j < n and (code[j] != 0 or np.isnan(v[j])):  # next clean, finite anchor
+                    j += 1
+                if prev < 0 and j >= n:
+                    for q in range(i, n):
+                        if code[q] != 0:
+                            v[q] = np.nan
+                elif prev < 0:
+                    for q in range(i, j):
+                        if code[q] != 0:
+                            v[q] = v[j]
+                elif j >= n:
+                    for q in range(i, n):
+                        if code[q] != 0:
+                            v[q] = v[prev]
+                else:
+                    span = float(t[j] - t[prev])
+                    for q in range(i, j):
+                        if code[q] != 0:
+                            w = float(t[q] - t[prev]) / span if span > 0 else 0.0
+                            v[q] = v[prev] + w * (v[j] - v[prev])
+                i = j
+            else:
+                if not np.isnan(v[i]):
+                    prev = i
+                i += 1
+
+
+# ------------------------------------------------------------------------------------------------ full chain
+@njit(cache=True)
+def _finish_one(ot, ov, oraw, omiss, oimp, ocode, impute_method, alpha, anom_methods, k_val, k_diff,
+                treatment, st):
+    n = ot.size
+    nan_read = 0
+    for i in range(n):
+        if not omiss[i] and np.isnan(ov[i]):
+            nan_read += 1
+    st[S_N_NANREAD] = nan_read
+    st[S_N_IMPUTED] = impute(ot, ov, impute_method, alpha, oimp)
+    usable = np.empty(n, np.bool_)
+    for i in range(n):
+        usable[i] = not oimp[i]
+        ocode[i] = 0
+    lo, hi = detect_anomalies(ov, usable, anom_methods, k_val, k_diff, ocode)
+    na = 0
+    for i in range(n):
+        if ocode[i] != 0:
+            na += 1
+    st[S_N_ANOM] = na
+    st[S_LO] = lo
+    st[S_HI] = hi
+    treat(ot, ov, ocode, treatment, lo, hi, alpha)
+
+
+@njit(cache=True)
+def _fill_period(st, min_conf):
+    return st[S_PERIOD] if st[S_CONF] >= min_conf else np.nan
+
+
+@njit(cache=True)
+def _prepare_and_period(t_in, v_in, now, policy, period_override, coverage, tol, max_sample, max_fill,
+                        min_conf, wt, wv, wconf, wraw, st):
+    """Validate/dedup into the scratch arrays, estimate the period and count the output rows (no rows are
+    inserted when the period confidence is below ``min_conf``: event-like series have no grid)."""
+    k = prepare_series(t_in, v_in, now, policy, wt, wv, wconf, wraw, st)
+    t = wt[:k]
+    if period_override > 0:
+        p = period_override
+        pint = np.int64(np.floor(p + 0.5))
+        phase = float(t[0] % pint) if k > 0 else 0.0
+        conf, expl, jit = 1.0, 1.0, 0.0
+    else:
+        p, phase, conf, expl, jit = estimate_period_sorted(t, coverage, tol, max_sample)
+    st[S_PERIOD] = p
+    st[S_PHASE] = phase
+    st[S_CONF] = conf
+    st[S_EXPL] = expl
+    st[S_JITTER] = jit
+    no, unf = count_output(t, _fill_period(st, min_conf), max_fill)
+    st[S_N_OUT] = no
+    st[S_N_MISSING] = no - k
+    st[S_N_UNFILLED] = unf
+    return k, no
+
+
+def _clean_many_body(ts, values, offsets, now, policy, period_override, coverage, tol, max_sample,
+                     max_fill, min_conf, impute_method, alpha, anom_methods, k_val, k_diff, treatment):
+    """Two parallel passes over the series: (1) validate, dedup, period, output size; (2) the same
+    validation/dedup again into per-series scratch (cheaper than page-faulting a data-sized work array), then
+    gap filling, imputation, anomaly detection and treatment straight into the output arrays."""
+    ns = offsets.size - 1
+    stats = np.zeros((ns, N_STATS))
+    nout = np.zeros(ns + 1, np.int64)
+    for s in prange(ns):
+        a = offsets[s]
+        b = offsets[s + 1]
+        n = b - a
+        _, no = _prepare_and_period(ts[a:b], values[a:b], now, policy, period_override, coverage, tol,
+                                    max_sample, max_fill, min_conf, np.empty(n, np.int64), np.empty(n),
+                                    np.empty(n, np.bool_), np.empty(n), stats[s])
+        nout[s + 1] = no
+    out_off = np.cumsum(nout)
+    m = out_off[-1]
+    ot = np.empty(m, np.int64)
+    ov = np.empty(m)
+    oraw = np.empty(m)
+    omiss = np.empty(m, np.bool_)
+    oconf = np.empty(m, np.bool_)
+    oimp = np.empty(m, np.bool_)
+    ocode = np.empty(m, np.uint8)
+    for s in prange(ns):
+        a = offsets[s]
+        b = offsets[s + 1]
+        n = b - a
+        wt = np.empty(n, np.int64)
+        wv = np.empty(n)
+        wconf = np.empty(n, np.bool_)
+        wraw = np.empty(n)
+        k = prepare_series(ts[a:b], values[a:b], now, policy, wt, wv, wconf, wraw, stats[s])
+        c = out_off[s]
+        d = out_off[s + 1]
+        fill_gaps(wt[:k], wv[:k], wraw[:k], wconf[:k], _fill_period(stats[s], min_conf), max_fill,
+                  ot[c:d], ov[c:d], oraw[c:d], omiss[c:d], oconf[c:d])
+        _finish_one(ot[c:d], ov[c:d], oraw[c:d], omiss[c:d], oimp[c:d], ocode[c:d], impute_method, alpha,
+                    anom_methods, k_val, k_diff, treatment, stats[s])
+    return out_off, ot, ov, oraw, omiss, oconf, oimp, ocode, stats
+
+
+_clean_many_kernel = njit(parallel=True, cache=True)(_clean_many_body)
+# the same code compiled without threads: one series (clean_series) does not pay the parallel launch
+_clean_serial_kernel = njit(cache=True)(_clean_many_body)

@@ -1,0 +1,252 @@
+"""Exact DTW distances of many series to one pattern, with UCR-suite semantics.
+
+* both sides z-normalised (population std; a constant series or window becomes zeros), unless
+  ``normalize=False``;
+* Sakoe-Chiba band of half-width ``floor(stretch * m)`` for ``stretch <= 1``, ``floor(stretch)`` steps above;
+* squared point-wise cost, distance = sqrt of the summed cost along the best path;
+* series longer than the pattern: best-matching window (each window normalised on its own) and its start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numba
+import numpy as np
+
+from tsops.similarity import _kernels as K
+
+log = logging.getLogger(__name__)
+
+NanPolicy = Literal["raise", "interpolate"]
+DEFAULT_BLOCK = 64
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_SMALL_N = 20_000  # below this, a top-k query is the full vector plus a stable argsort
+
+
+class NonFiniteSeriesError(ValueError):
+    """A series holds NaN or infinite values and the NaN policy does not repair them."""
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The k closest series: row indices, distances (ascending; ties by index) and best window starts."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    locations: np.ndarray
+
+
+def band_halfwidth(stretch: float, m: int) -> int:
+    """Sakoe-Chiba half-width for a pattern of length m (UCR rule), clipped to m - 1."""
+    if not (isinstance(stretch, int | float | np.floating | np.integer) and math.isfinite(stretch)):
+        raise ValueError(f"stretch must be a finite number, got {stretch!r}")
+    if stretch < 0:
+        raise ValueError(f"stretch must be >= 0 (a fraction of the length, or steps when > 1), got {stretch}")
+    r = math.floor(stretch * m) if stretch <= 1 else math.floor(stretch)
+    return int(min(r, max(m - 1, 0)))
+
+
+def znormalize(x: np.ndarray) -> np.ndarray:
+    """z-normalise a 1-d array exactly as the engine does (constant input gives zeros)."""
+    arr = np.ascontiguousarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"znormalize expects a 1-d array, got shape {arr.shape}")
+    return K.znormalize_1d(arr, True)
+
+
+def envelope(p: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Upper/lower LB_Keogh envelope of p over a band of half-width r."""
+    m = len(p)
+    padded = np.pad(np.asarray(p, dtype=float), r, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * r + 1)[:m]
+    return windows.max(axis=1), windows.min(axis=1)
+
+
+def _describe_rows(rows: np.ndarray, ids: Sequence | None, limit: int = 5) -> str:
+    names = [repr(ids[i]) if ids is not None else str(int(i)) for i in rows[:limit]]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    kind = "ids" if ids is not None else "rows"
+    return f"{kind} {', '.join(names)}{more}"
+
+
+def _interpolate_rows(x: np.ndarray, ids: Sequence | None) -> np.ndarray:
+    """Fill NaNs in each row by linear interpolation over time (edges take the nearest value)."""
+    if np.isinf(x).any():
+        rows = np.flatnonzero(np.isinf(x).any(axis=1))
+        raise NonFiniteSeriesError(
+            f"infinite values in {_describe_rows(rows, ids)}; nan_policy='interpolate' only repairs NaN"
+        )
+    rows = np.flatnonzero(np.isnan(x).any(axis=1))
+    if len(rows) == 0:
+        return x
+    x = x.copy()
+    t = np.arange(x.shape[1], dtype=float)
+    for i in rows:
+        good = ~np.isnan(x[i])
+        if not good.any():
+            raise NonFiniteSeriesError(f"{_describe_rows(np.array([i]), ids)} holds only NaN; nothing to interpolate")
+        x[i] = np.interp(t, t[good], x[i, good])
+    log.info("interpolated NaNs in %d series", len(rows))
+    return x
+
+
+def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
+    x = np.ascontiguousarray(series, dtype=np.float64)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise ValueError(f"series must be a 2-d array (n_series, n_steps), got shape {x.shape}")
+    p_raw = np.ascontiguousarray(pattern, dtype=np.float64)
+    if p_raw.ndim != 1 or len(p_raw) == 0:
+        raise ValueError(f"pattern must be a non-empty 1-d array, got shape {p_raw.shape}")
+    if not np.isfinite(p_raw).all():
+        raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
+    m = len(p_raw)
+    if x.shape[1] < m:
+        raise ValueError(f"series have {x.shape[1]} steps, shorter than the pattern ({m} steps)")
+    if ids is not None and len(ids) != x.shape[0]:
+        raise ValueError(f"ids has {len(ids)} entries but series has {x.shape[0]} rows")
+    if nan_policy == "interpolate":
+        x = _interpolate_rows(x, ids)
+    elif nan_policy != "raise":
+        raise ValueError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
+    r = band_halfwidth(stretch, m)
+    p = K.znormalize_1d(p_raw, bool(normalize))
+    return x, p, r
+
+
+def _raise_nonfinite(rows: np.ndarray, ids: Sequence | None) -> None:
+    raise NonFiniteSeriesError(
+        f"NaN or infinite values in {_describe_rows(rows, ids)}; clean them or pass nan_policy='interpolate'"
+    )
+
+
+def dtw_distances(
+    series: np.ndarray,
+    pattern: np.ndarray,
+    stretch: float,
+    normalize: bool = True,
+    *,
+    nan_policy: NanPolicy = "raise",
+    return_locations: bool = False,
+    ids: Sequence | None = None,
+    block: int = DEFAULT_BLOCK,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """DTW distance of every row of ``series`` (n, L) to ``pattern`` (m,), L >= m.
+
+    L == m: whole-series distances. L > m: distance of the best-matching window; with
+    ``return_locations=True`` also its start index (0 for whole series). ``nan_policy='raise'`` (default)
+    raises :class:`NonFiniteSeriesError` naming the offending rows (or ``ids``); ``'interpolate'`` fills NaNs
+    linearly along time first.
+    """
+    x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
+    n, length = x.shape
+    out = np.empty(n)
+    if length == len(p):
+        K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), out)
+        loc = np.zeros(n, dtype=np.int64)
+    else:
+        loc = np.empty(n, dtype=np.int64)
+        upper, lower = envelope(p, r)
+        K.dtw_windows_all(x, p, upper, lower, r, bool(normalize), out, loc)
+    bad = np.isnan(out)
+    if bad.any():
+        _raise_nonfinite(np.flatnonzero(bad), ids)
+    return (out, loc) if return_locations else out
+
+
+def dtw_topk(
+    series: np.ndarray,
+    pattern: np.ndarray,
+    stretch: float,
+    k: int = 10,
+    normalize: bool = True,
+    *,
+    nan_policy: NanPolicy = "raise",
+    ids: Sequence | None = None,
+    n_chunks: int | None = None,
+    block: int = DEFAULT_BLOCK,
+) -> TopK:
+    """The k series closest to the pattern, exact, with LB_Kim/LB_Keogh pruning and early abandoning.
+
+    Equal to the first k entries of ``np.argsort(dtw_distances(...), kind="stable")``.
+    """
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
+    n, length = x.shape
+    k = min(int(k), n)
+    upper, lower = envelope(p, r)
+    if length == len(p):
+        if n <= _SMALL_N:  # pruning does not pay off: full vector, stable argsort
+            d = np.empty(n)
+            K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), d)
+            if np.isnan(d).any():
+                _raise_nonfinite(np.flatnonzero(np.isnan(d)), ids)
+            idx = np.argsort(d, kind="stable")[:k]
+            return TopK(indices=idx, distances=d[idx], locations=np.zeros(len(idx), dtype=np.int64))
+        return _topk_equal_length(x, p, upper, lower, r, k, bool(normalize), ids, block)
+    chunks = int(n_chunks or numba.get_num_threads())
+    chunks = max(1, min(chunks, n))
+    out_d = np.empty((chunks, k))
+    out_i = np.empty((chunks, k), dtype=np.int64)
+    out_l = np.empty((chunks, k), dtype=np.int64)
+    bad = np.zeros(n, dtype=np.bool_)
+    K.dtw_topk_chunks(x, p, upper, lower, r, bool(normalize), k, chunks, out_d, out_i, out_l, bad)
+    if bad.any():
+        _raise_nonfinite(np.flatnonzero(bad), ids)
+    d, i, loc = out_d.ravel(), out_i.ravel(), out_l.ravel()
+    keep = i >= 0
+    d, i, loc = d[keep], i[keep], loc[keep]
+    order = np.lexsort((i, d))[:k]
+    return TopK(indices=i[order], distances=np.sqrt(d[order]), locations=loc[order])
+
+
+def _topk_equal_length(x, p, upper, lower, r, k, normalize, ids, block) -> TopK:
+    """Exact top-k in one pruned pass (see ``_kernels.topk_scan``).
+
+    A strided sample of series gets an exact DTW first; its k-th best distance (tau0) bounds the final k-th
+    distance from above and lets the scan prune from its first series. Each thread then scans its share of
+    the series: LB_Kim ends, then LB_Keogh (early exit), survivors gathered into blocks for the batched DTW,
+    the threshold tightening as the thread-local top-k improves. Distances equal ``dtw_distances`` bit for
+    bit; ties are broken by the lower index.
+    """
+    n = x.shape[0]
+    n_seed = min(n, max(16 * k, n // 256, 256))
+    tau0 = np.inf
+    if n_seed < n:
+        seed = np.unique(np.linspace(0, n - 1, n_seed).astype(np.int64))
+        d_seed = _rows_distances(x, seed, p, r, normalize, block)
+        finite = d_seed[np.isfinite(d_seed)]
+        if len(finite) >= k:
+            tau0 = float(np.partition(finite, k - 1)[k - 1]) ** 2
+    chunks = max(1, min(numba.get_num_threads(), n // max(block, 1) or 1))
+    out_d = np.empty((chunks, k))
+    out_i = np.empty((chunks, k), dtype=np.int64)
+    bad = np.zeros(n, dtype=np.bool_)
+    K.topk_scan(x, p, upper, lower, r, normalize, int(block), k, tau0, chunks, out_d, out_i, bad)
+    if bad.any():
+        _raise_nonfinite(np.flatnonzero(bad), ids)
+    d, i = out_d.ravel(), out_i.ravel()
+    keep = i >= 0
+    d, i = d[keep], i[keep]
+    order = np.lexsort((i, d))[:k]
+    return TopK(indices=i[order], distances=np.sqrt(d[order]), locations=np.zeros(len(order), dtype=np.int64))
+
+
+def _n_chunks(n: int, block: int) -> int:
+    """Parallel work items: a few per thread for balance, but never fewer than a block each."""
+    blocks = max(1, -(-n // int(block)))
+    return max(1, min(blocks, 4 * numba.get_num_threads()))
+
+
+def _rows_distances(x, rows, p, r, normalize, block) -> np.ndarray:
+    out = np.empty(len(rows))
+    K.dtw_full_batched(x, np.ascontiguousarray(rows, dtype=np.int64), True, p, r, normalize, int(block),
+                       _n_chunks(len(rows), block), out)
+    return out

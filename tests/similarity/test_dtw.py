@@ -1,0 +1,181 @@
+"""The DTW engine against a plain reference, subsequence search, NaN handling and top-k queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsops.similarity.dtw import NonFiniteSeriesError, band_halfwidth, dtw_distances, dtw_topk, znormalize
+from tsops.similarity.reference import dtw_distances_reference, dtw_reference, znorm_reference
+
+
+@pytest.fixture(scope="module")
+def walks():
+    rng = np.random.default_rng(42)
+    x = np.cumsum(rng.normal(size=(60, 24)), axis=1)
+    x[5] = 3.0  # constant series
+    x[6] = 0.1  # constant series whose mean is not exactly 0.1 in floating point
+    x[7] = x[8]  # duplicate row: equal distances
+    return x, np.cumsum(rng.normal(size=24))
+
+
+def test_band_halfwidth_follows_ucr_rule():
+    assert band_halfwidth(0, 52) == 0
+    assert band_halfwidth(0.05, 52) == 2  # floor(2.6)
+    assert band_halfwidth(0.25, 52) == 13
+    assert band_halfwidth(1, 52) == 51  # whole length, clipped to m - 1
+    assert band_halfwidth(3, 52) == 3  # > 1: steps
+    assert band_halfwidth(3.7, 52) == 3
+    assert band_halfwidth(500, 52) == 51
+    with pytest.raises(ValueError, match="stretch"):
+        band_halfwidth(-0.1, 52)
+    with pytest.raises(ValueError, match="stretch"):
+        band_halfwidth(float("nan"), 52)
+
+
+@pytest.mark.parametrize("stretch", [0, 0.05, 0.1, 0.25, 1, 3, 100])
+def test_equals_reference(walks, stretch):
+    x, p = walks
+    got = dtw_distances(x, p, stretch)
+    ref, _ = dtw_distances_reference(x, p, stretch)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_equals_reference_without_normalisation(walks):
+    x, p = walks
+    got = dtw_distances(x, p, 0.1, normalize=False)
+    ref, _ = dtw_distances_reference(x, p, 0.1, normalize=False)
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
+def test_constant_series_become_zeros_and_single_row(walks):
+    x, p = walks
+    q = znorm_reference(p)
+    expected = dtw_reference(np.zeros(24), q, band_halfwidth(0.1, 24))
+    d = dtw_distances(x[5:7], p, 0.1)
+    np.testing.assert_allclose(d, [expected, expected], rtol=1e-12)
+    np.testing.assert_array_equal(znormalize(np.full(7, 0.1)), np.zeros(7))
+    one = dtw_distances(x[0], p, 0.1)  # a 1-d series is one row
+    assert one.shape == (1,)
+    np.testing.assert_allclose(one, dtw_distances_reference(x[:1], p, 0.1)[0], rtol=1e-9)
+    # the pattern against itself (and any positive rescaling of it) is at distance 0
+    np.testing.assert_allclose(dtw_distances(np.vstack([p, 3 * p + 7]), p, 0.05), [0.0, 0.0], atol=1e-7)
+
+
+def test_band_limits_the_warp():
+    """A pattern shifted by two steps: zero distance once the band allows two steps, not before."""
+    base = np.sin(np.linspace(0, 4 * np.pi, 40)) + np.linspace(0, 1, 40)
+    shifted = np.concatenate([base[:1].repeat(2), base[:-2]])
+    d = dtw_distances(shifted, base, 0)
+    d1 = dtw_distances(shifted, base, 1.5)  # one step
+    d2 = dtw_distances(shifted, base, 2.0)  # > 1: absolute steps
+    assert d[0] > d1[0] > d2[0]
+    np.testing.assert_allclose(d2, dtw_distances_reference(shifted[None], base, 2.0)[0], rtol=1e-9)
+
+
+def test_subsequence_search_finds_planted_pattern():
+    rng = np.random.default_rng(3)
+    p = np.cumsum(rng.normal(size=20))
+    x = np.cumsum(rng.normal(size=(8, 90)), axis=1)
+    starts = [0, 13, 37, 70, 55, 2, 41, 64]
+    for row, s in enumerate(starts):
+        x[row, s : s + 20] = 5.0 * p + 100.0 * row  # scaled and shifted copy: distance 0 after normalising
+    d, loc = dtw_distances(x, p, 0.1, return_locations=True)
+    np.testing.assert_array_equal(loc, starts)
+    np.testing.assert_allclose(d, 0.0, atol=1e-6)
+    ref_d, ref_loc = dtw_distances_reference(x[:3], p, 0.1)
+    np.testing.assert_allclose(d[:3], ref_d, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(loc[:3], ref_loc)
+
+
+def test_subsequence_search_equals_reference_on_noise():
+    rng = np.random.default_rng(5)
+    p = np.cumsum(rng.normal(size=16))
+    x = np.cumsum(rng.normal(size=(12, 50)), axis=1)
+    for stretch in (0, 0.1, 0.5):
+        d, loc = dtw_distances(x, p, stretch, return_locations=True)
+        ref_d, ref_loc = dtw_distances_reference(x, p, stretch)
+        np.testing.assert_allclose(d, ref_d, rtol=1e-9)
+        np.testing.assert_array_equal(loc, ref_loc)
+
+
+def test_nan_raises_naming_the_series(walks):
+    x, p = walks
+    bad = x[:10].copy()
+    bad[4, 7] = np.nan
+    ids = [f"P{i}" for i in range(10)]
+    with pytest.raises(NonFiniteSeriesError, match="'P4'"):
+        dtw_distances(bad, p, 0.1, ids=ids)
+    with pytest.raises(NonFiniteSeriesError, match="rows 4"):
+        dtw_topk(bad, p, 0.1, k=3)
+    longer = np.hstack([bad, bad])
+    with pytest.raises(NonFiniteSeriesError, match="rows 4"):
+        dtw_distances(longer, p, 0.1)
+    bad[2, 0] = np.inf
+    with pytest.raises(NonFiniteSeriesError, match="infinite"):
+        dtw_distances(bad, p, 0.1, nan_policy="interpolate")
+    with pytest.raises(NonFiniteSeriesError, match="pattern"):
+        dtw_distances(x, np.where(np.arange(24) == 3, np.nan, p), 0.1)
+
+
+def test_nan_interpolate_policy(walks):
+    x, p = walks
+    holes = x[:6].copy()
+    holes[1, 3:6] = np.nan
+    holes[2, 0] = np.nan  # edge: takes the nearest value
+    filled = holes.copy()
+    t = np.arange(24.0)
+    for i in (1, 2):
+        good = ~np.isnan(holes[i])
+        filled[i] = np.interp(t, t[good], holes[i, good])
+    np.testing.assert_array_equal(dtw_distances(holes, p, 0.1, nan_policy="interpolate"),
+                                  dtw_distances(filled, p, 0.1))
+    holes[3] = np.nan
+    with pytest.raises(NonFiniteSeriesError, match="only NaN"):
+        dtw_distances(holes, p, 0.1, nan_policy="interpolate")
+    with pytest.raises(ValueError, match="nan_policy"):
+        dtw_distances(x, p, 0.1, nan_policy="drop")
+
+
+def test_shape_errors(walks):
+    x, p = walks
+    with pytest.raises(ValueError, match="shorter than the pattern"):
+        dtw_distances(x[:, :10], p, 0.1)
+    with pytest.raises(ValueError, match="ids has"):
+        dtw_distances(x, p, 0.1, ids=["a"])
+    with pytest.raises(ValueError, match="k must be"):
+        dtw_topk(x, p, 0.1, k=0)
+
+
+@pytest.mark.parametrize("stretch", [0, 0.05, 0.25, 1.0])
+def test_topk_equals_argsort_of_full_vector(stretch):
+    """The pruned path (n above the small-n cut-off) on random walks with planted near-copies and ties."""
+    rng = np.random.default_rng(11)
+    p = np.cumsum(rng.normal(size=32))
+    x = np.cumsum(rng.normal(size=(30_000, 32)), axis=1)
+    x[100:110] = p + rng.normal(scale=0.3, size=(10, 32))
+    x[20_000] = x[105]  # exact tie with a lower-index series
+    x[7] = 1.0  # constant
+    x[200:300] += 1e7  # mean >> std: the scan's one-pass variance falls back to two passes
+    x[104] += 1e7  # ... also for a near-copy of the pattern
+    full = dtw_distances(x, p, stretch)
+    for k in (1, 10, 25):
+        top = dtw_topk(x, p, stretch, k=k)
+        expected = np.argsort(full, kind="stable")[:k]
+        np.testing.assert_array_equal(top.indices, expected)
+        np.testing.assert_array_equal(top.distances, full[expected])
+
+
+def test_topk_small_n_and_subsequence(walks):
+    x, p = walks
+    full = dtw_distances(x, p, 0.1)
+    top = dtw_topk(x, p, 0.1, k=100)  # k > n: every series
+    np.testing.assert_array_equal(top.indices, np.argsort(full, kind="stable"))
+    rng = np.random.default_rng(8)
+    longer = np.cumsum(rng.normal(size=(300, 40)), axis=1)
+    d, loc = dtw_distances(longer, p, 0.1, return_locations=True)
+    top = dtw_topk(longer, p, 0.1, k=7)
+    expected = np.argsort(d, kind="stable")[:7]
+    np.testing.assert_array_equal(top.indices, expected)
+    np.testing.assert_array_equal(top.distances, d[expected])
+    np.testing.assert_array_equal(top.locations, loc[expected])
