@@ -1,0 +1,219 @@
+"""Forecasting commands: ``tsops train``, ``tsops tune``, ``tsops forecast``, ``tsops serve``.
+
+Plain typer functions; register them at the root with ``app.command()(train)`` etc. Each takes
+``--project/-p``; without it the root's ``tsops -p DIR`` applies, else $TSOPS_PROJECT or the directory tree
+above the cwd. Heavy imports (mlflow, ray,
+torch) stay inside the function bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger(__name__)
+
+_PROJECT = typer.Option(None, "--project", "-p", envvar="TSOPS_PROJECT",  # noqa: UP045
+                        help="project directory (default: search from the cwd)")
+
+
+def _project(ctx: typer.Context, path: Optional[Path]):  # noqa: UP045
+    """The project: ``--project`` of the command, else the root's ``tsops -p DIR``, else $TSOPS_PROJECT / cwd."""
+    from tsops.config import load_project
+
+    if path is None:
+        root = ctx.find_root()
+        if root is not ctx:
+            path = root.params.get("project")
+    return load_project(path)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["hidden_size=8", "lr=0.01", "scaling=series"]`` -> values parsed as JSON where possible."""
+    out: dict[str, Any] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise typer.BadParameter(f"{it!r} is not KEY=VALUE (e.g. hidden_size=16)", param_hint="--param")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _spec(horizon: int, windows: int, season: int, metric: str):
+    from tsops.tuning.evaluate import BacktestSpec
+
+    try:
+        return BacktestSpec(horizon=horizon, n_windows=windows, season_length=season, metric=metric)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _print_board(board, limit: int = 15) -> None:
+    t = Table(title="leaderboard")
+    for c in ("rank", "model", "score", "state", "seconds", "params"):
+        t.add_column(c)
+    for r in board.head(limit).itertuples():
+        rank = "" if r.rank != r.rank else str(int(r.rank))
+        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", str(r.params)[:70])
+    console.print(t)
+
+
+def _print_result(res) -> None:
+    champ = "none" if res.champion_score is None else f"{res.champion_score:.4f}"
+    verdict = "[green]promoted to champion[/green]" if res.promoted else \
+        "[yellow]registered as challenger (champion kept)[/yellow]"
+    console.print(f"{res.registered_name} version {res.version}: {res.metric} {res.score:.4f} "
+                  f"(champion on the same backtest: {champ}) -> {verdict}")
+    console.print(f"MLflow run {res.parent_run_id}")
+
+
+_ERRORS = (ValueError, LookupError, RuntimeError, TypeError)
+
+
+def train(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to train on"),
+    model: str = typer.Option("lstm", "--model", "-m", help="model name (tsops.models registry)"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-P",  # noqa: UP045
+                                              help="hyperparameter KEY=VALUE (repeatable)"),
+    horizon: int = typer.Option(24, help="forecast horizon of the backtest and the model"),
+    windows: int = typer.Option(3, help="rolling-origin backtest windows"),
+    season: int = typer.Option(24, help="seasonal period (MASE scale, seasonal models)"),
+    metric: str = typer.Option("mase", help="backtest metric to minimise: rmse mae mape smape mase"),
+    max_steps: int = typer.Option(300, help="training steps of neural models"),
+    max_points: Optional[int] = typer.Option(None, help="use each series' last N points"),  # noqa: UP045
+    zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
+    min_improvement: float = typer.Option(0.0, help="relative improvement needed to replace the champion"),
+    seed: int = typer.Option(0),
+    project: Optional[Path] = _PROJECT,  # noqa: UP045
+) -> None:
+    """Train one model configuration: backtest, fit, log to MLflow, register, maybe promote."""
+    from tsops.config import ConfigError
+
+    spec = _spec(horizon, windows, season, metric)
+    params = parse_params(param)
+    try:
+        from tsops.tuning.train import train as run
+
+        with console.status(f"training {model} on {dataset}..."):
+            res = run(_project(ctx, project), dataset, model, params, spec=spec, zone=zone, max_points=max_points,
+                      max_steps=max_steps, seed=seed, min_improvement=min_improvement)
+    except (ConfigError, *_ERRORS) as exc:
+        raise _fail(exc) from None
+    _print_board(res.leaderboard.assign(rank=1.0, state="complete", params=str(res.params)))
+    _print_result(res)
+
+
+def tune(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to tune on"),
+    models: str = typer.Option("seasonal_naive,auto_theta,lstm,nhits", "--models",
+                               help="comma-separated model families to search"),
+    trials: int = typer.Option(20, help="budget: number of configurations"),
+    minutes: Optional[float] = typer.Option(None, help="budget: wall-clock minutes"),  # noqa: UP045
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: local Ray)"),  # noqa: UP045
+    num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)"),  # noqa: UP045
+    fixed: Optional[list[str]] = typer.Option(None, "--fixed",  # noqa: UP045
+                                              help="fixed FAMILY.KEY=VALUE, e.g. lstm.batch_size=64"),
+    horizon: int = typer.Option(24, help="forecast horizon of the backtest and the models"),
+    windows: int = typer.Option(3, help="rolling-origin backtest windows (ASHA rungs)"),
+    season: int = typer.Option(24, help="seasonal period"),
+    metric: str = typer.Option("mase", help="backtest metric to minimise"),
+    max_steps: int = typer.Option(300, help="training steps of neural models per fit"),
+    max_points: Optional[int] = typer.Option(None, help="use each series' last N points"),  # noqa: UP045
+    zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
+    min_improvement: float = typer.Option(0.0, help="relative improvement needed to replace the champion"),
+    seed: int = typer.Option(0),
+    project: Optional[Path] = _PROJECT,  # noqa: UP045
+) -> None:
+    """AutoML: search model families and hyperparameters with Ray Tune (Optuna + ASHA)."""
+    from tsops.config import ConfigError
+
+    spec = _spec(horizon, windows, season, metric)
+    fams = [m.strip() for m in models.split(",") if m.strip()]
+    fixed_params: dict[str, dict[str, Any]] = {}
+    for k, v in parse_params(fixed).items():
+        if "." not in k:
+            raise typer.BadParameter(f"{k!r} must be FAMILY.KEY (e.g. lstm.batch_size)", param_hint="--fixed")
+        fam, key = k.split(".", 1)
+        fixed_params.setdefault(fam, {})[key] = v
+    try:
+        from tsops.tuning.tune import tune as run
+
+        with console.status(f"tuning {', '.join(fams)} on {dataset} ({trials} trials)..."):
+            res = run(_project(ctx, project), dataset, fams, trials=trials, minutes=minutes, spec=spec,
+                      address=address, num_cpus=num_cpus, zone=zone, max_points=max_points, max_steps=max_steps,
+                      fixed=fixed_params, seed=seed, min_improvement=min_improvement)
+    except (ConfigError, KeyError, *_ERRORS) as exc:
+        raise _fail(exc) from None
+    _print_board(res.leaderboard)
+    _print_result(res)
+
+
+def forecast(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to forecast"),
+    horizon: Optional[int] = typer.Option(None, help="steps ahead (default: the model's)"),  # noqa: UP045
+    series: Optional[list[str]] = typer.Option(None, "--series", "-s",  # noqa: UP045
+                                               help="only these series (repeatable)"),
+    alias: str = typer.Option("champion", help="registered model alias to use"),
+    max_points: Optional[int] = typer.Option(None, help="history points per series"),  # noqa: UP045
+    zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
+    project: Optional[Path] = _PROJECT,  # noqa: UP045
+) -> None:
+    """Forecast every series of a dataset with its champion into the lake's forecasts zone."""
+    from tsops.config import ConfigError
+
+    try:
+        from tsops.serving.batch import forecast_dataset
+
+        with console.status(f"forecasting {dataset}..."):
+            run = forecast_dataset(_project(ctx, project), dataset, horizon=horizon, series=series, zone=zone,
+                                   alias=alias, max_points=max_points)
+    except (ConfigError, *_ERRORS) as exc:
+        raise _fail(exc) from None
+    console.print(f"wrote {run.rows} forecast rows of {run.n_series} series with {run.name} version "
+                  f"{run.version} to forecasts/{dataset} ({len(run.files)} file(s))")
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, help="TCP port"),
+    token: Optional[str] = typer.Option(None, envvar="TSOPS_API_TOKEN",  # noqa: UP045
+                                        help="require this bearer token (default: open)"),
+    check_interval: float = typer.Option(10.0, help="seconds between champion alias checks (0: every request)"),
+    project: Optional[Path] = _PROJECT,  # noqa: UP045
+) -> None:
+    """Serve forecasts over HTTP (FastAPI): POST /forecast, GET /health, GET /models, /docs."""
+    import uvicorn
+
+    from tsops.config import ConfigError
+    from tsops.serving.app import create_app
+
+    try:
+        from tsops.serving.dashboard import router as dashboard_router
+
+        app = create_app(_project(ctx, project), token=token, check_interval=check_interval,
+                         routers=[dashboard_router])
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"serving on http://{host}:{port}  (dashboard: /dashboard/, OpenAPI: /docs)"
+                  f"{' with a bearer token' if token else ''}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,92 @@
+"""``tsops train``: score one configuration on the backtest, fit it, log and register it.
+
+Tracked like a tuning run with a single trial: a parent run (backtest spec, leaderboard, the model) with one
+child run (parameters, per-window scores, per-epoch metrics, backtest table).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tsops.tuning.data import load_panel
+from tsops.tuning.evaluate import BacktestSpec, fingerprint
+from tsops.tuning.trials import fixed_params, run_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    dataset: str
+    model: str
+    params: dict[str, Any]
+    score: float
+    metric: str
+    parent_run_id: str
+    registered_name: str
+    version: str
+    promoted: bool
+    champion_score: float | None
+    leaderboard: pd.DataFrame = field(repr=False)
+
+
+def train(project, dataset: str, model: str = "lstm", params: dict[str, Any] | None = None,
+          spec: BacktestSpec | None = None, name: str | None = None, zone: str = "clean",
+          max_points: int | None = None, max_steps: int = 300, seed: int = 0,
+          min_improvement: float = 0.0) -> TrainResult:
+    """Backtest, fit and register one configuration of ``model`` on ``dataset``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tsops.tracking import forecast_registry as R
+    from tsops.tuning.publish import fit_final, publish
+    from tsops.tuning.trials import log_trial
+
+    spec = spec or BacktestSpec()
+    params = {**fixed_params(model, max_steps), **(params or {})}
+    panel = load_panel(project, dataset, zone=zone, max_points=max_points)
+    fp = fingerprint(panel, spec)
+    name = R.registered_name(dataset, name)
+    exp_id = R.setup_tracking(project, dataset)
+    client = MlflowClient()
+    catalog = project.catalog()
+    cat_run = catalog.start_run("train", dataset, {"model": model})
+    try:
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model}") as parent:
+            mlflow.set_tags({"tsops.kind": "train", "tsops.dataset": dataset, "tsops.fingerprint": fp})
+            mlflow.log_params({"backtest_" + k: v for k, v in spec.to_dict().items()} |
+                              {"n_series": len(panel), "families": model})
+            child = client.create_run(exp_id, run_name=f"{model}-0", tags={
+                "mlflow.parentRunId": parent.info.run_id, "tsops.kind": "trial"})
+            with tempfile.TemporaryDirectory(prefix="tsops-trial-") as tmp:
+                tdir = Path(tmp) / "trial"
+                t0 = time.time()
+                status = "FAILED"
+                try:
+                    score = run_trial(model, params, panel, spec, tdir, seed=seed, n_threads=None)
+                    status = "FINISHED"
+                finally:
+                    rec = log_trial(client, child.info.run_id, tdir, spec) if (tdir / "params.json").exists() \
+                        else None
+                    client.set_terminated(child.info.run_id, status)
+                board = pd.DataFrame([{"trial": child.info.run_id, "model": model, "score": score,
+                                       "windows": len(rec["windows"]), "status": "complete",
+                                       "seconds": round(time.time() - t0, 2), **params}])
+                R.log_table_artifact(client, parent.info.run_id, board, "leaderboard.csv")
+                mlflow.log_metric("best_score", score)
+                fitted = fit_final(model, params, panel, spec, rec["residuals"], seed=seed)
+            pub = publish(fitted, score, fp, spec, panel, dataset, name, min_improvement)
+    except BaseException as exc:
+        catalog.finish_run(cat_run, "failed", error=str(exc)[:2000])
+        raise
+    catalog.finish_run(cat_run, "success", {"model": model, "score": score, "registered_model": name,
+                                            "version": pub.version, "promoted": pub.promotion["promoted"]})
+    return TrainResult(dataset, model, params, score, spec.metric, parent.info.run_id, name, pub.version,
+                       pub.promotion["promoted"], pub.promotion["champion_score"], board)
