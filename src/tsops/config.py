@@ -139,6 +139,11 @@ class PipelineConfig(_Strict):
     horizon: int = Field(default=24, gt=0, description="forecast steps")
     tune_trials: int = Field(default=6, gt=0, description="Ray Tune trials when retraining")
     tune_minutes: float = Field(default=5.0, gt=0)
+    families: list[str] | None = Field(
+        default=None, description="model families to search (default: seasonal_naive, auto_theta, lstm, nhits)"
+    )
+    max_steps: int = Field(default=300, gt=0, description="training steps of neural models per fit")
+    max_points: int | None = Field(default=2000, gt=0, description="train on each series' last N grid points")
 
     @field_validator("retry_delay", "retrain_every")
     @classmethod

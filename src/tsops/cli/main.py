@@ -401,11 +401,12 @@ def demo(
     days: float = typer.Option(2.0, help="days of simulated sensor traffic"),
     seed: int = typer.Option(7),
     kafka: bool = typer.Option(True, help="go through librdkafka's mock Kafka cluster (else files)"),
+    pipeline: bool = typer.Option(True, help="run the pipeline (clean, train, forecast, report, serve)"),
 ) -> None:
-    """Simulate sensor traffic, ingest it exactly once, and show the catalog."""
+    """Simulated sensors -> Kafka -> lake -> clean -> Ray Tune -> champion -> forecasts -> report -> HTTP answer."""
     from tsops.orchestration.demo import run_demo
 
-    run_demo(directory, days=days, seed=seed, use_kafka=kafka, console=console)
+    run_demo(directory, days=days, seed=seed, use_kafka=kafka, pipeline=pipeline, console=console)
 
 
 def _register_optional() -> None:

@@ -42,9 +42,29 @@ def read_long_csv(path: Path, series_id: str | None = None):
     return one
 
 
+def read_lake_series(dataset: str, series_id: str | None, zone: str = "raw"):
+    """One series of a lake dataset (the project from -p / the cwd) as a long frame."""
+    from tsops.cli.main import load
+
+    project = load()
+    lake = project.lake()
+    if series_id is None:
+        ids = [s["series_id"] for s in project.catalog().list_series(dataset)]
+        if not ids:
+            raise typer.BadParameter(f"dataset {dataset!r} has no series in the catalog (run `tsops ingest`)",
+                                     param_hint="--dataset")
+        series_id = ids[0]
+    t = lake.read(zone, dataset, series=[series_id], columns=["series_id", "ts", "value"])
+    if t.num_rows == 0:
+        raise typer.BadParameter(f"series {series_id!r} has no rows in the {zone} zone of {dataset!r}",
+                                 param_hint="--series-id")
+    return t.to_pandas()
+
+
 @app.command()
 def compare(
-    csv: Path = typer.Option(..., "--csv", help="long-format CSV with series_id, ts, value"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="long-format CSV with series_id, ts, value"),  # noqa: UP045
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="a lake dataset (raw zone)"),  # noqa: UP045
     series_id: Optional[str] = typer.Option(None, "--series-id", help="series to study (default: the first)"),  # noqa: UP045
     inject_rate: float = typer.Option(0.02, help="share of training points turned into spikes"),
     seed: int = typer.Option(0, help="random seed of the injection"),
@@ -58,7 +78,9 @@ def compare(
     compare RMSE / MAE / MAPE per treatment."""
     from tsops.quality.compare import compare_treatments
 
-    df = read_long_csv(csv, series_id)
+    if (csv is None) == (dataset is None):
+        raise typer.BadParameter("give exactly one of --csv or --dataset")
+    df = read_long_csv(csv, series_id) if csv is not None else read_lake_series(dataset, series_id)
     with console.status("forecasting each treatment..."):
         res = compare_treatments(df, inject_rate=inject_rate, seed=seed, horizon=horizon, model=model,
                                  season_length=season_length, repeats=repeats)

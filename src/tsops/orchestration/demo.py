@@ -1,4 +1,6 @@
-"""``tsops demo``: simulated sensor traffic through Kafka (librdkafka's mock cluster) into the lake and catalog."""
+"""``tsops demo``: simulated sensor traffic through Kafka (librdkafka's mock cluster), the whole pipeline
+(ingest, clean, analyse, a small Ray Tune search, champion registration, forecasts, report), one forecast
+request answered over HTTP, and where to look next."""
 
 from __future__ import annotations
 
@@ -33,11 +35,13 @@ def _demo_config(bootstrap: str | None, incoming: str) -> dict:
                 "retention": "90d",
             }
         },
+        "pipeline": {"schedule": "@hourly", "horizon": 24, "tune_trials": 4, "tune_minutes": 4,
+                     "families": ["seasonal_naive", "auto_theta", "lstm"], "max_steps": 120, "max_points": 720},
     }
 
 
 def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bool = True,
-             console: Console | None = None) -> Path:
+             pipeline: bool = True, console: Console | None = None) -> Path:
     """Build a fresh demo project in ``directory`` and run ingestion over simulated traffic, half a day at a time."""
     from tsops.ingest.api import ingest
     from tsops.ingest.simulator import config_for, to_files, to_kafka
@@ -103,22 +107,117 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
     )
     rep = ingest(project, "sensors")  # a second run finds nothing new: exactly once
     console.print(f"re-run of ingestion: {rep.consumed} new records (nothing is ingested twice)")
-
     _print_catalog(project, console)
     _print_sql(project, console)
+
+    if pipeline:
+        from tsops.orchestration.pipeline import run_pipeline
+
+        console.rule("[bold]pipeline: process -> analyze -> train (Ray Tune) -> forecast -> report")
+        run = run_pipeline(project, "sensors", on_stage=lambda s, r: console.print(
+            f"  {s:<9} {r.get('status', 'ran'):<8} {r.get('seconds', 0):6.1f} s  {_stage_line(s, r)}"))
+        if run.status != "success":
+            raise RuntimeError(f"demo pipeline failed: {run.error}")
+        # half a day more arrives: the next run is incremental (champion kept, forecasts refreshed)
+        k = n_chunks
+        cfg = _replace(config_for(days=chunk_s / 86400, seed=seed + k, malformed_rate=0.003),
+                       start=start + dt.timedelta(seconds=k * chunk_s - chunk_s / 2))
+        if bootstrap:
+            to_kafka(cfg, {"bootstrap.servers": bootstrap, "linger.ms": 20}, DEMO_TOPIC)
+        else:
+            to_files(cfg, directory / incoming)
+        console.rule("[bold]new data arrives: the pipeline runs again, incrementally")
+        run2 = run_pipeline(project, "sensors", on_stage=lambda s, r: console.print(
+            f"  {s:<9} {r.get('status', 'ran'):<8} {r.get('seconds', 0):6.1f} s  {_stage_line(s, r)}"))
+        if run2.status != "success":
+            raise RuntimeError(f"demo pipeline failed: {run2.error}")
+        _answer_request(project, console)
     if owner is not None:
         owner.flush(5)
     console.rule("[bold]where to look")
+    report = project.root / "reports" / "sensors.html"
     console.print(
-        f"lake:     {project.lake_root}  (Hive partitions raw/sensors/year=/month=/day=)\n"
-        f"catalog:  {project.catalog_url}\n"
-        f"try:      tsops -p {directory} catalog list --dataset sensors\n"
-        f"          tsops -p {directory} sql \"SELECT reason, count(*) FROM quarantine_sensors GROUP BY 1\"\n"
-        f"          tsops -p {directory} retention --dry-run"
+        f"lake:      {project.lake_root}  (raw/ clean/ forecasts/ quarantine/, Hive partitions year=/month=/day=)\n"
+        f"catalog:   {project.catalog_url}\n"
+        + (f"report:    {report}\n" if report.exists() else "")
+        + f"MLflow:    mlflow ui --backend-store-uri {project.tracking_uri}\n"
+        f"dashboard: tsops -p {directory} serve   then open http://127.0.0.1:8000/dashboard/\n"
+        f"runs:      tsops -p {directory} runs list   ·   tsops -p {directory} runs show <id>\n"
+        f"Airflow:   tsops -p {directory} airflow render\n"
+        f"SQL:       tsops -p {directory} sql \"SELECT series_id, count(*) FROM clean_sensors GROUP BY 1\""
     )
     if not ok:
         raise RuntimeError("demo counts did not reconcile: see the table above")
     return directory
+
+
+def _stage_line(stage: str, r: dict) -> str:
+    if r.get("status") == "skipped":
+        return str(r.get("why", ""))
+    if stage == "ingest":
+        return f"{r.get('consumed', 0):,} records"
+    if stage == "process":
+        return (f"{len(r.get('days', []))} day partition(s) cleaned, {r.get('missing_inserted', 0):,} missing rows "
+                f"imputed, {r.get('anomalies', 0):,} anomalies treated")
+    if stage == "analyze":
+        top = (r.get("top_pairs") or [{}])[0]
+        return (f"{r.get('series', 0)} series profiled, {r.get('pairs', 0)} pairs correlated"
+                + (f"; strongest: {top.get('leader')} ~ {top.get('follower')} ({top.get('corr', 0):+.2f})"
+                   if top else ""))
+    if stage == "train":
+        return (f"{r.get('why')}: best {r.get('best_model')} (MASE {r.get('score', float('nan')):.3f}) -> "
+                f"{r.get('model')} v{r.get('version')} {'champion' if r.get('promoted') else 'not promoted'}")
+    if stage == "forecast":
+        return f"{r.get('rows', 0)} forecasts of {r.get('series', 0)} series by {r.get('model')} v{r.get('model_version')}"
+    if stage == "report":
+        return str(r.get("path", ""))
+    return ""
+
+
+def _answer_request(project, console: Console) -> None:
+    """Serve the champion on a loopback port and answer one forecast request over HTTP."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tsops.serving.app import create_app
+    from tsops.serving.dashboard import router as dashboard_router
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(project, routers=[dashboard_router])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        sid = "광주 A|C02"
+        console.rule(f"[bold]one forecast request: POST {base}/forecast")
+        r = httpx.post(f"{base}/forecast", json={"dataset": "sensors", "series_ids": [sid], "horizon": 6},
+                       timeout=60)
+        r.raise_for_status()
+        body = r.json()
+        t = Table(title=f"{sid}: {body['model']} v{body['version']}")
+        for c in ("step", "ts", "mean", "80% interval", "95% interval"):
+            t.add_column(c, justify="right")
+        for f in body["forecasts"]:
+            t.add_row(str(f["step"]), str(f["ts"]), f"{f['mean']:.1f}", f"{f['lo_80']:.1f} .. {f['hi_80']:.1f}",
+                      f"{f['lo_95']:.1f} .. {f['hi_95']:.1f}")
+        console.print(t)
+        d = httpx.get(f"{base}/dashboard/", timeout=30)
+        console.print(f"dashboard answered {d.status_code} at {base}/dashboard/ (stopped with the demo)")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def _replace(cfg, **kw):

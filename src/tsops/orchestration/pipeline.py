@@ -196,7 +196,8 @@ def stage_train(ctx: Context) -> dict[str, Any]:
     from tsops.tuning.tune import tune
 
     cfg = ctx.project.config.pipeline
-    res = tune(ctx.project, ctx.dataset, families=ctx.families, trials=cfg.tune_trials, minutes=cfg.tune_minutes)
+    res = tune(ctx.project, ctx.dataset, families=ctx.families or cfg.families, trials=cfg.tune_trials,
+               minutes=cfg.tune_minutes, max_steps=cfg.max_steps, max_points=cfg.max_points)
     return {"why": why, "monitoring": monitoring, "best_model": res.best_model, "score": res.score,
             "metric": res.metric, "model": res.registered_name, "version": res.version,
             "promoted": res.promoted, "changed": res.promoted}
@@ -209,7 +210,8 @@ def stage_forecast(ctx: Context) -> dict[str, Any]:
     if not (ctx.changed("process") or ctx.changed("train")) and _has_forecasts(ctx):
         return {"status": "skipped", "why": "no new data and no new champion", "changed": False}
     try:
-        fr = forecast_dataset(ctx.project, ctx.dataset, horizon=ctx.project.config.pipeline.horizon)
+        fr = forecast_dataset(ctx.project, ctx.dataset, horizon=ctx.project.config.pipeline.horizon,
+                              max_points=ctx.project.config.pipeline.max_points)
     except NoChampionError as err:
         return {"status": "skipped", "why": str(err), "changed": False}
     return {"model": fr.name, "model_version": fr.version, "rows": fr.rows, "series": fr.n_series,
