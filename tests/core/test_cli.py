@@ -71,3 +71,20 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "tsops", "-p", str(tmp_path), "ingest"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "lake.rot: unknown key" in r.stderr
+
+
+def test_demo_without_pipeline_reconciles(tmp_path):
+    res = invoke("demo", "--dir", str(tmp_path / "demo"), "--days", "1", "--no-kafka", "--no-pipeline")
+    assert res.exit_code == 0, res.output
+    assert "reconciled" in res.output and "0 new records" in res.output
+
+
+def test_quality_compare_on_a_lake_dataset(sensor_project):
+    res = invoke("-p", str(sensor_project.root), "quality", "compare", "--dataset", "sensors",
+                 "--series-id", "광주 A|TEMP", "--horizon", "30", "--model", "seasonal_naive")
+    assert res.exit_code == 0, res.output
+    for treatment in ("none", "drop", "minmax", "ema"):
+        assert treatment in res.output
+    bad = runner.invoke(app, ["-p", str(sensor_project.root), "quality", "compare", "--dataset", "sensors",
+                              "--series-id", "nope"])
+    assert bad.exit_code != 0 and "nope" in bad.output
