@@ -209,9 +209,12 @@ def _answer_request(project, console: Console) -> None:
         t = Table(title=f"{sid}: {body['model']} v{body['version']}")
         for c in ("step", "ts", "mean", "80% interval", "95% interval"):
             t.add_column(c, justify="right")
+        def band(lo, hi) -> str:
+            return "–" if lo is None or hi is None else f"{lo:.1f} .. {hi:.1f}"
+
         for f in body["forecasts"]:
-            t.add_row(str(f["step"]), str(f["ts"]), f"{f['mean']:.1f}", f"{f['lo_80']:.1f} .. {f['hi_80']:.1f}",
-                      f"{f['lo_95']:.1f} .. {f['hi_95']:.1f}")
+            mean = "–" if f["mean"] is None else f"{f['mean']:.1f}"
+            t.add_row(str(f["step"]), str(f["ts"]), mean, band(f["lo_80"], f["hi_80"]), band(f["lo_95"], f["hi_95"]))
         console.print(t)
         d = httpx.get(f"{base}/dashboard/", timeout=30)
         console.print(f"dashboard answered {d.status_code} at {base}/dashboard/ (stopped with the demo)")
