@@ -91,3 +91,14 @@ def sensor_project(sensor_project_template, tmp_path):
     dst = tmp_path / "proj"
     shutil.copytree(sensor_project_template, dst)
     return load_project(dst)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cli_state():
+    """The CLI keeps `-p` in a module-level state for its sub-commands: reset it between tests."""
+    yield
+    import sys
+
+    main = sys.modules.get("tsops.cli.main")
+    if main is not None:
+        main.state.project_dir = None
