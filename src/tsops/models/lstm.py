@@ -1,0 +1,64 @@
+"""Global LSTM forecaster in PyTorch.
+
+The input window (scaled value plus covariate channels) runs through a stacked LSTM; a linear head maps the
+last hidden state to all ``horizon`` steps at once (direct multi-step), added to the window's last value.
+Per-series scaling (mean/std of each series' training part) is the default; ``scaling="window"`` is also
+available.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tsops.models._window import GlobalWindowModel
+
+
+def _net():
+    import torch
+    from torch import nn
+
+    class LSTMNet(nn.Module):
+        def __init__(self, n_cov: int, H: int, hidden: int, layers: int, dropout: float) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(1 + n_cov, hidden, num_layers=layers, batch_first=True,
+                                dropout=dropout if layers > 1 else 0.0)
+            self.drop = nn.Dropout(dropout)
+            self.head = nn.Linear(hidden, H)
+
+        def forward(self, x, cov=None):
+            z = x.unsqueeze(-1)
+            if cov is not None:
+                z = torch.cat([z, cov.transpose(1, 2)], dim=-1)
+            out, _ = self.lstm(z)
+            return x[:, -1:] + self.head(self.drop(out[:, -1]))
+
+    return LSTMNet
+
+
+class LSTMForecaster(GlobalWindowModel):
+    """Global LSTM: ``hidden_size`` units, ``num_layers`` layers, ``dropout`` between layers."""
+
+    name = "lstm"
+
+    def __init__(
+        self,
+        horizon: int = 48,
+        input_size: int = 96,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        scaling: str = "series",
+        learning_rate: float = 5e-3,
+        **kw: Any,
+    ) -> None:
+        if hidden_size < 1 or num_layers < 1:
+            raise ValueError(f"hidden_size and num_layers must be >= 1 (got {hidden_size}, {num_layers})")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        super().__init__(horizon=horizon, input_size=input_size, hidden_size=int(hidden_size),
+                         num_layers=int(num_layers), dropout=float(dropout), scaling=scaling,
+                         learning_rate=learning_rate, **kw)
+
+    def _build_net(self, n_cov: int):
+        p = self._params
+        return _net()(n_cov, p["horizon"], p["hidden_size"], p["num_layers"], p["dropout"])

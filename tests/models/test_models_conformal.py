@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsops.models import backtest
+from tsops.models.baselines import SeasonalNaive
+from tsops.models.conformal import ConformalIntervals, conformal_quantile
+
+
+def _noisy_seasonal(n_series, length, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    return {f"s{i}": 50 + 5 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1 + i % 3, length)
+            for i in range(n_series)}
+
+
+def test_conformal_quantile_is_finite_sample_corrected():
+    s = np.arange(1.0, 11.0)  # n = 10
+    assert conformal_quantile(s, 0.8) == 9.0  # ceil(11 * 0.8) = 9th smallest
+    assert conformal_quantile(s, 0.95) == np.inf
+
+
+def test_intervals_cover_near_nominal_on_synthetic_data():
+    calib = _noisy_seasonal(60, 24 * 20, seed=1)
+    model = SeasonalNaive(24)
+    res = backtest(model, calib, horizon=24, n_windows=4)
+    fitted = model.fit({k: v[:-24] for k, v in _noisy_seasonal(60, 24 * 20, seed=2).items()})
+    fitted.calibrate(res.residuals, levels=(80, 95))
+    fresh = _noisy_seasonal(60, 24 * 20, seed=2)
+    df = fitted.predict(24)
+    y = np.concatenate([fresh[s][-24:] for s in fitted.history_.ids])
+    for lv in (80, 95):
+        cov = np.mean((y >= df[f"lo_{lv}"].to_numpy()) & (y <= df[f"hi_{lv}"].to_numpy()))
+        assert abs(cov - lv / 100) < 0.05, (lv, cov)
+    assert (df["hi_95"] >= df["hi_80"]).all() and (df["lo_95"] <= df["lo_80"]).all()
+
+
+def test_calibration_input_is_checked():
+    with pytest.raises(ValueError, match="lack column"):
+        ConformalIntervals().fit(pd.DataFrame({"step": [1], "y": [1.0]}))
+    with pytest.raises(ValueError, match="percentage"):
+        ConformalIntervals(levels=(120,))
