@@ -607,12 +607,27 @@ def _finish_one(ot, ov, oraw, omiss, oimp, ocode, impute_method, alpha, anom_met
         if not omiss[i] and np.isnan(ov[i]):
             nan_read += 1
     st[S_N_NANREAD] = nan_read
-    st[S_N_IMPUTED] = impute(ot, ov, impute_method, alpha, oimp)
+    # anomalies are detected on the real readings first, so that a spike next to a gap never becomes an
+    # anchor of the values imputed into the gap
     usable = np.empty(n, np.bool_)
     for i in range(n):
-        usable[i] = not oimp[i]
+        usable[i] = not np.isnan(ov[i])
         ocode[i] = 0
     lo, hi = detect_anomalies(ov, usable, anom_methods, k_val, k_diff, ocode)
+    anchors = ov.copy()
+    for i in range(n):
+        if ocode[i] != 0:
+            anchors[i] = np.nan
+    filled = np.empty(n, np.bool_)
+    impute(ot, anchors, impute_method, alpha, filled)
+    cnt = 0
+    for i in range(n):
+        oimp[i] = False
+        if not usable[i] and filled[i]:
+            ov[i] = anchors[i]
+            oimp[i] = True
+            cnt += 1
+    st[S_N_IMPUTED] = cnt
     na = 0
     for i in range(n):
         if ocode[i] != 0:
