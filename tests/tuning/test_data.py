@@ -56,3 +56,18 @@ def test_load_panel_prefers_clean_and_falls_back_to_raw(tmp_path):
     assert np.all(np.concatenate(panel.values) == 100.0)
     with pytest.raises(LookupError, match="no 'clean' or 'raw' data"):
         load_panel(p, "demo", series=["nope"])
+
+
+def test_mixed_sampling_periods_share_the_coarsest_grid():
+    import pandas as pd
+
+    from tsops.tuning.data import median_interval, regularize
+
+    fast = pd.DataFrame({"series_id": "humi", "ts": pd.date_range("2026-01-01", periods=400, freq="30s", tz="UTC"),
+                         "value": 1.0})
+    slow = pd.DataFrame({"series_id": "co2", "ts": pd.date_range("2026-01-01", periods=20, freq="10min", tz="UTC"),
+                         "value": 2.0})
+    both = pd.concat([fast, slow])
+    assert median_interval(both) == pd.Timedelta("10min")
+    grid = regularize(both)
+    assert grid.groupby("series_id")["value"].apply(lambda v: v.notna().mean()).min() == 1.0

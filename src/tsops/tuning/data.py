@@ -35,13 +35,20 @@ def snap_interval(step: pd.Timedelta, tolerance: float = 0.05) -> pd.Timedelta:
 
 
 def median_interval(df: pd.DataFrame) -> pd.Timedelta:
-    """The median spacing of consecutive timestamps within series of a long ``series_id, ts`` frame,
-    snapped with :func:`snap_interval`."""
-    d = df.sort_values([SERIES_ID, TS]).groupby(SERIES_ID, sort=False)[TS].diff().dropna()
-    d = d[d > pd.Timedelta(0)]
-    if d.empty:
+    """The common grid step of a long ``series_id, ts`` frame: each series' median spacing of consecutive
+    timestamps, the coarsest of them, snapped with :func:`snap_interval`.
+
+    Series sampled at different periods (CO2 every 10 min, humidity every 30 s) all land on the coarsest
+    series' grid, the faster ones averaged per slot, so no series is mostly empty slots on a grid finer than
+    its own sampling.
+    """
+    s = df[[SERIES_ID, TS]].sort_values([SERIES_ID, TS]).reset_index(drop=True)
+    d = s.groupby(SERIES_ID, sort=False)[TS].diff()
+    ok = d > pd.Timedelta(0)
+    if not ok.any():
         raise ValueError("cannot infer a sampling interval: every series has fewer than two distinct timestamps")
-    return snap_interval(pd.Timedelta(d.median()))
+    per_series = d[ok].groupby(s.loc[ok, SERIES_ID]).median()
+    return snap_interval(pd.Timedelta(per_series.max()))
 
 
 def regularize(
