@@ -15,12 +15,26 @@ resumes from the positions stored in the catalog (:meth:`Source.open`).
 from __future__ import annotations
 
 import abc
+import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def safe_token(text: str, max_len: int = 60) -> str:
+    """``text`` if made only of [A-Za-z0-9._-] (and short), else a readable prefix plus a hash: safe as part
+    of a batch key, which becomes a lake file name."""
+    if _SAFE.match(text) and len(text) <= max_len and text not in (".", ".."):
+        return text
+    h = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40]
+    return f"{readable}_{h}" if readable else h
 
 
 @dataclass

@@ -75,12 +75,11 @@ import pyarrow.parquet as pq
 
 from tsops.config import FileSourceConfig
 from tsops.datamodel import SeriesSpec
-from tsops.ingest.base import BadRecord, Source, SourceBatch
+from tsops.ingest.base import BadRecord, Source, SourceBatch, safe_token
 
 log = logging.getLogger(__name__)
 
 TS_UTC = pa.timestamp("us", tz="UTC")
-_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 _HASH_BLOCK = 1 << 20
 
 
@@ -189,13 +188,6 @@ def preset_series_spec(name: str) -> SeriesSpec:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def safe_token(text: str, max_len: int = 60) -> str:
-    """``text`` if made only of [A-Za-z0-9._-] (and short), else a readable prefix plus a hash."""
-    if _SAFE.match(text) and len(text) <= max_len and text not in (".", ".."):
-        return text
-    h = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40]
-    return f"{readable}_{h}" if readable else h
 
 
 def file_digest(path: Path, limit: int | None = None) -> tuple[str, int]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tsops.config import KafkaSourceConfig
-from tsops.ingest.base import BadRecord, Source, SourceBatch
+from tsops.ingest.base import BadRecord, Source, SourceBatch, safe_token
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class KafkaSource(Source):
         first, last = int(offsets[0]), int(offsets[-1])
         pos = offsets[table.column("_index").to_numpy()] if table.num_rows else np.empty(0, np.int64)
         return SourceBatch(
-            key=f"kafka-{_safe(topic)}-p{partition}-o{first}-{last}",
+            key=f"kafka-{safe_token(topic)}-p{partition}-o{first}-{last}",
             records=table,
             bad=[BadRecord(raw=raw, reason=reason, pos=int(offsets[i])) for i, raw, reason in bad],
             pos=pos,
@@ -210,8 +210,3 @@ class KafkaSource(Source):
             finally:
                 self._consumer = None
 
-
-def _safe(s: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80]

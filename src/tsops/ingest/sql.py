@@ -37,10 +37,8 @@ as text there; use an integer epoch column otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -52,23 +50,15 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from tsops.config import SqlSourceConfig
-from tsops.ingest.base import Source, SourceBatch
+from tsops.ingest.base import Source, SourceBatch, safe_token
 from tsops.ingest.connect import EnvelopeEncoder
 
 log = logging.getLogger(__name__)
 
-_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 _EPOCH_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 TS_UTC = pa.timestamp("us", tz="UTC")
 
 
-def safe_token(text: str, max_len: int = 60) -> str:
-    """``text`` if it is made of [A-Za-z0-9._-] only (and short), else a readable prefix plus a hash."""
-    if _SAFE.match(text) and len(text) <= max_len and text not in (".", ".."):
-        return text
-    h = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40]
-    return f"{readable}_{h}" if readable else h
 
 
 def make_engine(url: str) -> sa.Engine:
