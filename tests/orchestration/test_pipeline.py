@@ -71,3 +71,41 @@ def test_full_pipeline_twice_second_run_changes_nothing(sensor_project):
     assert again.stages["ingest"]["consumed"] == 0 and again.stages["process"]["days"] == []
     assert lake_files(sensor_project) == before
     assert json.dumps(sensor_project.catalog().list_series("sensors"), sort_keys=True, default=str) == docs
+
+    # the champion ages past retrain_every: the train stage retrains, and says why
+    sensor_project.config.pipeline.retrain_every = "1s"
+    import time
+
+    time.sleep(1.1)
+    third = P.run_pipeline(sensor_project, "sensors", ["train"], families=["seasonal_naive"])
+    assert third.stages["train"]["why"].startswith("champion older than retrain_every")
+    # runs are listed and shown with their lineage
+    from typer.testing import CliRunner
+
+    from tsops.cli.main import app
+
+    out = CliRunner().invoke(app, ["-p", str(sensor_project.root), "runs", "show", str(run.run_id)])
+    assert out.exit_code == 0 and "tsops-sensors v1" in out.output and "input_partitions" in out.output
+    listed = CliRunner().invoke(app, ["-p", str(sensor_project.root), "runs", "list", "--kind", "pipeline"])
+    assert listed.exit_code == 0 and listed.output.count("pipeline") >= 3
+
+
+def test_forecast_error_measures_mase_of_past_forecasts(sensor_project):
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    lake = sensor_project.lake()
+    t = pd.date_range("2026-01-01", periods=200, freq="10min", tz="UTC")
+    y = np.sin(np.arange(200) / 10) * 10 + 50
+    clean = pa.Table.from_pandas(pd.DataFrame({"series_id": "s", "ts": t, "value": y}), preserve_index=False)
+    lake.write_table("clean", "sensors", clean, "clean")
+    issued = t[150]
+    fc = pd.DataFrame({"series_id": "s", "ts": t[151:171], "mean": y[151:171] + 2.0,  # off by 2 everywhere
+                       "issued_at": issued})
+    lake.write_table("forecasts", "sensors", pa.Table.from_pandas(fc, preserve_index=False), "fc-1")
+    res = P.forecast_error(sensor_project, "sensors", season_length=24, days=None)
+    hist = y[: 151]
+    scale = np.mean(np.abs(hist[24:] - hist[:-24]))
+    assert res["evaluated_points"] == 20
+    assert res["recent_mase"] == pytest.approx(2.0 / scale, rel=1e-6)
