@@ -40,3 +40,12 @@ def test_calibration_input_is_checked():
         ConformalIntervals().fit(pd.DataFrame({"step": [1], "y": [1.0]}))
     with pytest.raises(ValueError, match="percentage"):
         ConformalIntervals(levels=(120,))
+
+
+def test_few_residuals_borrow_neighbouring_steps_instead_of_infinite_bounds():
+    rng = np.random.default_rng(0)
+    res = pd.DataFrame({"step": np.tile(np.arange(1, 25), 5), "y": rng.normal(0, 1, 120), "yhat": 0.0,
+                        "scale": 1.0})
+    ci = ConformalIntervals(levels=(80, 95)).fit(res)
+    assert np.isfinite(ci.q_[95]).all() and np.isfinite(ci.q_[80]).all()
+    assert (ci.q_[95] >= ci.q_[80] - 1e-12).all() or np.mean(ci.q_[95] >= ci.q_[80]) > 0.9

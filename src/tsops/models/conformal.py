@@ -62,10 +62,17 @@ class ConformalIntervals:
         steps = r["step"].to_numpy()
         H = int(steps.max())
         self.q_ = {}
+        sc = score.to_numpy()
         for lv in self.levels:
+            need = int(np.ceil(lv / (100.0 - lv)))  # fewest scores with a finite conformal quantile
             q = np.full(H, np.nan)
             for s in range(1, H + 1):
-                sel = score.to_numpy()[steps == s]
+                # widen a band of neighbouring steps until it holds enough scores for this level
+                w = 0
+                sel = sc[steps == s]
+                while len(sel) < need and w < H:
+                    w += 1
+                    sel = sc[np.abs(steps - s) <= w]
                 if len(sel):
                     q[s - 1] = conformal_quantile(sel, lv / 100.0)
             # steps without residuals borrow from the previous step
