@@ -47,13 +47,17 @@ def load_values(
     freq: str | None,
     agg: str,
     demo: bool,
+    dataset: str | None = None,
 ):
     """(values (n, m), ids, value column names, id column name) from the command's input options."""
     import numpy as np
 
     from tsops.similarity.frames import parse_value_columns, to_wide, wide_matrix
 
-    if demo:
+    if dataset is not None:
+        df = _read_lake(dataset)
+        fmt = "long"
+    elif demo:
         from tsops.datasets.sales import load_sales_weekly
 
         df = load_sales_weekly().reset_index()
@@ -75,6 +79,18 @@ def load_values(
     cols = parse_value_columns(value_columns, list(df.columns.astype(str))) if value_columns else None
     values, ids, cols = wide_matrix(df.rename(columns=str), id_column, cols)
     return values, np.asarray([str(i) for i in ids]), cols, id_column
+
+
+def _read_lake(dataset: str):
+    """A lake dataset as a long frame: the clean zone, or the raw zone before `tsops process` has run."""
+    from tsops.cli.main import load
+
+    lake = load().lake()
+    for zone in ("clean", "raw"):
+        if lake.files(zone, dataset):
+            return lake.read(zone, dataset, columns=["series_id", "ts", "value"]).to_pandas()
+    raise typer.BadParameter(f"dataset {dataset!r} has no data in the lake (run `tsops ingest`)",
+                             param_hint="--dataset")
 
 
 def _pattern(pattern: Path | None, pattern_values: str | None, pattern_column: str | None, demo: bool):
@@ -115,6 +131,8 @@ def similar(
     input: Optional[Path] = typer.Option(  # noqa: UP045 - typer reads these annotations
         None, "--input", "-i", help="wide CSV/Parquet (one row per series) or long series_id,ts,value"),
     fmt: str = typer.Option("auto", "--format", help="auto | wide | long"),
+    dataset: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--dataset", "-d", help="a lake dataset of the project (clean zone, else raw), put on --freq"),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="wide input: column with series ids"),  # noqa: UP045
     value_columns: Optional[str] = typer.Option(  # noqa: UP045
         None, "--value-columns", help="wide input: W0..W51 range and/or comma list (default: numeric columns)"),
@@ -161,7 +179,7 @@ def similar(
     if register and not track:
         raise typer.BadParameter("--register needs MLflow tracking (drop --no-track)", param_hint="--register")
     try:
-        values, ids, cols, id_col = load_values(input, fmt, id_column, value_columns, freq, agg, demo)
+        values, ids, cols, id_col = load_values(input, fmt, id_column, value_columns, freq, agg, demo, dataset)
         pat = _pattern(pattern, pattern_values, pattern_column, demo)
         if values.shape[1] < len(pat):
             raise ValueError(f"series have {values.shape[1]} steps but the pattern has {len(pat)}")
