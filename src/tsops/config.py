@@ -144,6 +144,11 @@ class PipelineConfig(_Strict):
     )
     max_steps: int = Field(default=300, gt=0, description="training steps of neural models per fit")
     max_points: int | None = Field(default=2000, gt=0, description="train on each series' last N grid points")
+    covariates: int | list[str] | None = Field(
+        default=None,
+        description="other series as inputs of neural models: K chosen from the analysis stage's lagged "
+        "correlations, or explicit series ids",
+    )
 
     @field_validator("retry_delay", "retrain_every")
     @classmethod

@@ -125,20 +125,25 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(tmp_path, mock
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "tsops", "-p", str(tmp_path), "ingest"]
     rng = random.Random(11)
-    mid_kills, delay = 0, 5.0
+    mid_kills = 0
     cat = project.catalog()
-    for _ in range(10):
+    for _ in range(12):
         before = cat.batch_totals("sensors")["consumed"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay + rng.uniform(0, 1.5))
-        if proc.poll() is not None:
+        if before >= n:
             break
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # wait until this process has committed something, then kill it at a random point soon after
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            if cat.batch_totals("sensors")["consumed"] > before:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is not None:
+            continue
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        after = cat.batch_totals("sensors")["consumed"]
-        if after == before:
-            delay += 1.0  # killed while starting up: wait longer next time
-        elif after < n:
+        if cat.batch_totals("sensors")["consumed"] < n:
             mid_kills += 1
         if mid_kills >= 3:
             break

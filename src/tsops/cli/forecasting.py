@@ -85,6 +85,23 @@ def _print_result(res) -> None:
 
 _ERRORS = (ValueError, LookupError, RuntimeError, TypeError)
 
+_COVARIATES_HELP = ("other series as inputs of neural models: K (the K series that lead others most, from "
+                    "the analysis stage) or id1,id2")
+
+
+def _covariates(value: str | None):
+    from tsops.tuning.covariates import parse_covariates
+
+    try:
+        return parse_covariates(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--covariates") from None
+
+
+def _print_covariates(res) -> None:
+    if res.covariates:
+        console.print(f"covariates (series the forecast leans on): {', '.join(res.covariates)}")
+
 
 def train(
     ctx: typer.Context,
@@ -101,6 +118,7 @@ def train(
     zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
     min_improvement: float = typer.Option(0.0, help="relative improvement needed to replace the champion"),
     seed: int = typer.Option(0),
+    covariates: Optional[str] = typer.Option(None, "--covariates", help=_COVARIATES_HELP),  # noqa: UP045
     project: Optional[Path] = _PROJECT,  # noqa: UP045
 ) -> None:
     """Train one model configuration: backtest, fit, log to MLflow, register, maybe promote."""
@@ -108,15 +126,17 @@ def train(
 
     spec = _spec(horizon, windows, season, metric)
     params = parse_params(param)
+    cov = _covariates(covariates)
     try:
         from tsops.tuning.train import train as run
 
         with console.status(f"training {model} on {dataset}..."):
             res = run(_project(ctx, project), dataset, model, params, spec=spec, zone=zone, max_points=max_points,
-                      max_steps=max_steps, seed=seed, min_improvement=min_improvement)
+                      max_steps=max_steps, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, *_ERRORS) as exc:
         raise _fail(exc) from None
     _print_board(res.leaderboard.assign(rank=1.0, state="complete", params=str(res.params)))
+    _print_covariates(res)
     _print_result(res)
 
 
@@ -140,6 +160,7 @@ def tune(
     zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
     min_improvement: float = typer.Option(0.0, help="relative improvement needed to replace the champion"),
     seed: int = typer.Option(0),
+    covariates: Optional[str] = typer.Option(None, "--covariates", help=_COVARIATES_HELP),  # noqa: UP045
     project: Optional[Path] = _PROJECT,  # noqa: UP045
 ) -> None:
     """AutoML: search model families and hyperparameters with Ray Tune (Optuna + ASHA)."""
@@ -147,6 +168,7 @@ def tune(
 
     spec = _spec(horizon, windows, season, metric)
     fams = [m.strip() for m in models.split(",") if m.strip()]
+    cov = _covariates(covariates)
     fixed_params: dict[str, dict[str, Any]] = {}
     for k, v in parse_params(fixed).items():
         if "." not in k:
@@ -159,10 +181,11 @@ def tune(
         with console.status(f"tuning {', '.join(fams)} on {dataset} ({trials} trials)..."):
             res = run(_project(ctx, project), dataset, fams, trials=trials, minutes=minutes, spec=spec,
                       address=address, num_cpus=num_cpus, zone=zone, max_points=max_points, max_steps=max_steps,
-                      fixed=fixed_params, seed=seed, min_improvement=min_improvement)
+                      fixed=fixed_params, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, KeyError, *_ERRORS) as exc:
         raise _fail(exc) from None
     _print_board(res.leaderboard)
+    _print_covariates(res)
     _print_result(res)
 
 

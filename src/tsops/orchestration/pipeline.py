@@ -197,10 +197,11 @@ def stage_train(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.project.config.pipeline
     res = tune(ctx.project, ctx.dataset, families=ctx.families or cfg.families, trials=cfg.tune_trials,
-               minutes=cfg.tune_minutes, max_steps=cfg.max_steps, max_points=cfg.max_points)
+               minutes=cfg.tune_minutes, max_steps=cfg.max_steps, max_points=cfg.max_points,
+               covariates=cfg.covariates)
     return {"why": why, "monitoring": monitoring, "best_model": res.best_model, "score": res.score,
             "metric": res.metric, "model": res.registered_name, "version": res.version,
-            "promoted": res.promoted, "changed": res.promoted}
+            "promoted": res.promoted, "covariates": res.covariates, "changed": res.promoted}
 
 
 def stage_forecast(ctx: Context) -> dict[str, Any]:

@@ -125,6 +125,21 @@ def on_grid_panel(clean: pd.DataFrame, freq: pd.Timedelta | None) -> Panel | Non
     return Panel(ids, values, last, pd.Timedelta(freq))
 
 
+def required_covariates(model: Forecaster) -> list[str]:
+    """The other series a model reads as inputs (its covariates): a history must contain them."""
+    return [str(c) for c in (model.describe() or {}).get("covariates", []) or []]
+
+
+def check_covariates(model: Forecaster, history_ids: list[str]) -> None:
+    """Raise :class:`ForecastInputError` naming the covariate series missing from a history."""
+    need = required_covariates(model)
+    have = set(history_ids)
+    missing = [c for c in need if c not in have]
+    if missing:
+        raise ForecastInputError(f"this model reads covariate series {need} as inputs, but the history lacks "
+                                 f"{missing}: send their recent values too (they are forecast as well)")
+
+
 def forecast_frame(model: Forecaster, history: pd.DataFrame | None, horizon: int | None = None) -> pd.DataFrame:
     """Forecast ``horizon`` steps after each series of ``history`` (default: the model's training data)."""
     h = check_horizon(model, default_horizon(model) if horizon is None else horizon)
@@ -139,6 +154,8 @@ def forecast_frame(model: Forecaster, history: pd.DataFrame | None, horizon: int
                 panel = as_panel(regularize(clean, freq=freq, max_slots=MAX_GRID_POINTS))
             except ValueError as exc:
                 raise ForecastInputError(str(exc)) from None
+    if panel is not None:
+        check_covariates(model, panel.ids)
     try:
         df = model.predict(h, panel)
     except KeyError as exc:
@@ -176,15 +193,17 @@ class TsopsForecastModel(mlflow.pyfunc.PythonModel):
 
 
 def example_history(model: Forecaster, n_points: int | None = None) -> pd.DataFrame:
-    """The tail of the first training series: the input example logged with the model."""
+    """The tail of the first training series (and of the model's covariates): the input example logged
+    with the model."""
     if model.history_ is None:
         raise RuntimeError("the model is not fitted: fit it before logging")
-    p = model.history_.subset(model.history_.ids[:1])
+    ids = list(dict.fromkeys([model.history_.ids[0], *required_covariates(model)]))
+    p = model.history_.subset(ids)
     n = n_points or int(model.params.get("input_size") or 48)
-    df = p.to_frame().tail(n).reset_index(drop=True)
+    df = p.to_frame().groupby(SERIES_ID, sort=False).tail(n).reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(df[TS]) and getattr(df[TS].dt, "tz", None) is not None:
         df[TS] = df[TS].dt.tz_convert("UTC").dt.tz_localize(None)
-    df[VALUE] = df[VALUE].ffill().bfill()
+    df[VALUE] = df.groupby(SERIES_ID, sort=False)[VALUE].transform(lambda v: v.ffill().bfill())
     return df
 
 

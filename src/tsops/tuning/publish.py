@@ -17,6 +17,7 @@ import pandas as pd
 
 from tsops.models.backtest import backtest
 from tsops.models.base import Forecaster, Panel
+from tsops.tuning.covariates import TAG_COVARIATES, model_covariates
 from tsops.tuning.evaluate import BacktestSpec, build_model, min_train, run_backtest
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,15 @@ def publish(model: Forecaster, score: float, fp: str, spec: BacktestSpec, panel:
     info = log_forecaster(model, registered_model_name=name)
     version = str(info.registered_model_version)
     client = MlflowClient()
-    R.tag_version(client, name, version, {
+    tags = {
         R.TAG_SCORE: repr(float(score)), R.TAG_METRIC: spec.metric, R.TAG_FINGERPRINT: fp,
         R.TAG_SPEC: json.dumps(spec.to_dict()), R.TAG_MODEL: model.name,
         R.TAG_PARAMS: json.dumps(model.params, default=str), R.TAG_DATASET: dataset,
-    })
+    }
+    cov = model_covariates(model)
+    if cov:  # the series a forecast leans on (the history sent to the model must hold them)
+        tags[TAG_COVARIATES] = ",".join(cov)
+    R.tag_version(client, name, version, tags)
 
     def rescore(uri: str) -> float:
         champ = forecaster_from_pyfunc(mlflow.pyfunc.load_model(uri))

@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from tsops.tuning.covariates import covariates_param, model_covariates, resolve_covariates, with_covariates
 from tsops.tuning.data import load_panel
-from tsops.tuning.evaluate import BacktestSpec, fingerprint
+from tsops.tuning.evaluate import NEURAL, BacktestSpec, fingerprint
 from tsops.tuning.trials import fixed_params, run_trial
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,19 @@ class TrainResult:
     promoted: bool
     champion_score: float | None
     leaderboard: pd.DataFrame = field(repr=False)
+    covariates: list[str] = field(default_factory=list)
 
 
 def train(project, dataset: str, model: str = "lstm", params: dict[str, Any] | None = None,
           spec: BacktestSpec | None = None, name: str | None = None, zone: str = "clean",
           max_points: int | None = None, max_steps: int = 300, seed: int = 0,
-          min_improvement: float = 0.0) -> TrainResult:
-    """Backtest, fit and register one configuration of ``model`` on ``dataset``."""
+          min_improvement: float = 0.0, covariates: int | list[str] | None = None) -> TrainResult:
+    """Backtest, fit and register one configuration of ``model`` on ``dataset``.
+
+    ``covariates``: other series of the dataset fed to neural models as extra inputs: a count ``k`` (chosen
+    from the catalog's lagged correlations, see :mod:`tsops.tuning.covariates`) or series ids; other
+    families ignore them (recorded in the run).
+    """
     import mlflow
     from mlflow import MlflowClient
 
@@ -52,17 +59,26 @@ def train(project, dataset: str, model: str = "lstm", params: dict[str, Any] | N
     spec = spec or BacktestSpec()
     params = {**fixed_params(model, max_steps), **(params or {})}
     panel = load_panel(project, dataset, zone=zone, max_points=max_points)
+    cov = resolve_covariates(project, dataset, covariates, list(panel.ids))
+    params = with_covariates(model, params, cov)
+    ignored = bool(cov) and model not in NEURAL
+    if ignored:
+        log.warning("model %s takes no covariates: ignoring %s", model, ", ".join(cov))
     fp = fingerprint(panel, spec)
     name = R.registered_name(dataset, name)
     exp_id = R.setup_tracking(project, dataset)
     client = MlflowClient()
     catalog = project.catalog()
-    cat_run = catalog.start_run("train", dataset, {"model": model})
+    cat_run = catalog.start_run("train", dataset, {"model": model} | (
+        {} if cov is None else {"covariates": cov}))
     try:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model}") as parent:
             mlflow.set_tags({"tsops.kind": "train", "tsops.dataset": dataset, "tsops.fingerprint": fp})
             mlflow.log_params({"backtest_" + k: v for k, v in spec.to_dict().items()} |
                               {"n_series": len(panel), "families": model})
+            if cov is not None:
+                mlflow.log_param("covariates", covariates_param(cov))
+                mlflow.set_tag("tsops.covariates_ignored", str(ignored).lower())
             child = client.create_run(exp_id, run_name=f"{model}-0", tags={
                 "mlflow.parentRunId": parent.info.run_id, "tsops.kind": "trial"})
             with tempfile.TemporaryDirectory(prefix="tsops-trial-") as tmp:
@@ -86,7 +102,11 @@ def train(project, dataset: str, model: str = "lstm", params: dict[str, Any] | N
     except BaseException as exc:
         catalog.finish_run(cat_run, "failed", error=str(exc)[:2000])
         raise
-    catalog.finish_run(cat_run, "success", {"model": model, "score": score, "registered_model": name,
-                                            "version": pub.version, "promoted": pub.promotion["promoted"]})
+    used = model_covariates(fitted)
+    stats = {"model": model, "score": score, "registered_model": name, "version": pub.version,
+             "promoted": pub.promotion["promoted"]}
+    if cov is not None:
+        stats |= {"covariates": used, "covariates_requested": cov, "covariates_ignored": ignored}
+    catalog.finish_run(cat_run, "success", stats)
     return TrainResult(dataset, model, params, score, spec.metric, parent.info.run_id, name, pub.version,
-                       pub.promotion["promoted"], pub.promotion["champion_score"], board)
+                       pub.promotion["promoted"], pub.promotion["champion_score"], board, used)

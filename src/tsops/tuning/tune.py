@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from tsops.models.base import Panel
+from tsops.tuning.covariates import covariates_param, model_covariates, resolve_covariates, with_covariates
 from tsops.tuning.data import load_panel
-from tsops.tuning.evaluate import BacktestSpec, fingerprint
+from tsops.tuning.evaluate import NEURAL, BacktestSpec, fingerprint
 from tsops.tuning.trials import DEFAULT_FAMILIES, fixed_params, make_space, run_trial, split_config
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class TuneResult:
     promoted: bool
     champion_score: float | None
     leaderboard: pd.DataFrame = field(repr=False)
+    covariates: list[str] = field(default_factory=list)
 
 
 def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -177,8 +179,13 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
          minutes: float | None = None, spec: BacktestSpec | None = None, name: str | None = None,
          address: str | None = None, num_cpus: int | None = None, zone: str = "clean",
          max_points: int | None = None, max_steps: int = 300, fixed: dict[str, dict[str, Any]] | None = None,
-         seed: int = 0, min_improvement: float = 0.0, grace_windows: int = 1) -> TuneResult:
-    """Search ``families`` with Ray Tune (Optuna + ASHA) on ``dataset``; register the winner."""
+         seed: int = 0, min_improvement: float = 0.0, grace_windows: int = 1,
+         covariates: int | list[str] | None = None) -> TuneResult:
+    """Search ``families`` with Ray Tune (Optuna + ASHA) on ``dataset``; register the winner.
+
+    ``covariates`` (a count ``k`` chosen from the catalog's lagged correlations, or series ids) are fixed
+    inputs of every neural trial; the other families ignore them.
+    """
     import mlflow
     from mlflow import MlflowClient
     from ray import tune as rt
@@ -198,13 +205,19 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
         raise ValueError(f"minutes must be > 0 (got {minutes})")
     space = make_space(families)  # fails early on unknown families
     panel = load_panel(project, dataset, zone=zone, max_points=max_points)
+    cov = resolve_covariates(project, dataset, covariates, list(panel.ids))
+    fixed = {f: with_covariates(f, fixed.get(f, {}), cov) for f in set(families) | set(fixed)}
+    ignoring = sorted(f for f in families if f not in NEURAL) if cov else []
+    if ignoring:
+        log.info("families %s take no covariates: they ignore %s", ", ".join(ignoring), ", ".join(cov))
     fp = fingerprint(panel, spec)
     name = R.registered_name(dataset, name)
     exp_id = R.setup_tracking(project, dataset)
     storage = project.root / ".tsops" / "ray_results"
     storage.mkdir(parents=True, exist_ok=True)
     catalog = project.catalog()
-    cat_run = catalog.start_run("tune", dataset, {"families": families, "trials": trials})
+    cat_run = catalog.start_run("tune", dataset, {"families": families, "trials": trials} | (
+        {} if cov is None else {"covariates": cov}))
     try:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{dataset}") as parent:
             run_name = f"tune-{dataset}-{parent.info.run_id[:8]}"
@@ -214,6 +227,9 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
             mlflow.log_params({"backtest_" + k: v for k, v in spec.to_dict().items()} | {
                 "families": ",".join(families), "trials": trials, "minutes": minutes, "n_series": len(panel),
                 "max_steps": max_steps, "search": "optuna", "scheduler": "asha"})
+            if cov is not None:
+                mlflow.log_param("covariates", covariates_param(cov))
+                mlflow.set_tag("tsops.covariates_ignored_by", ",".join(ignoring) or "none")
             callback = _mlflow_callback_class()(project.tracking_uri, exp_id, parent.info.run_id,
                                                 str(scratch), spec)
             searcher = OptunaSearch(space=space, metric="score", mode="min", seed=seed)
@@ -256,11 +272,14 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
     except BaseException as exc:
         catalog.finish_run(cat_run, "failed", error=str(exc)[:2000])
         raise
-    catalog.finish_run(cat_run, "success", {"best_model": rec["model"], "score": float(best["score"]),
-                                            "registered_model": name, "version": pub.version,
-                                            "promoted": pub.promotion["promoted"], "trials": len(board)})
+    used = model_covariates(fitted)
+    stats = {"best_model": rec["model"], "score": float(best["score"]), "registered_model": name,
+             "version": pub.version, "promoted": pub.promotion["promoted"], "trials": len(board)}
+    if cov is not None:
+        stats |= {"covariates": used, "covariates_requested": cov, "covariates_ignored_by": ignoring}
+    catalog.finish_run(cat_run, "success", stats)
     return TuneResult(dataset, rec["model"], params, float(best["score"]), spec.metric, parent.info.run_id,
-                      name, pub.version, pub.promotion["promoted"], pub.promotion["champion_score"], board)
+                      name, pub.version, pub.promotion["promoted"], pub.promotion["champion_score"], board, used)
 
 
 def _record_from_result(result, spec: BacktestSpec) -> dict[str, Any]:
