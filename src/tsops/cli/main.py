@@ -409,44 +409,25 @@ def demo(
     run_demo(directory, days=days, seed=seed, use_kafka=kafka, pipeline=pipeline, console=console)
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules."""
-    try:
-        from tsops.cli.produce import produce
+def _register_commands() -> None:
+    """Commands that live in their own modules (each keeps its heavy imports inside the command)."""
+    from tsops.cli.airflow import app as airflow_app
+    from tsops.cli.forecasting import forecast, serve, train, tune
+    from tsops.cli.produce import produce
+    from tsops.cli.quality import app as quality_app
+    from tsops.cli.similar import similar
 
-        app.command("produce")(produce)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from tsops.cli.similar import similar
-
-        app.command("similar")(similar)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from tsops.cli.forecasting import forecast, serve, train, tune
-
-        app.command("train")(train)
-        app.command("tune")(tune)
-        app.command("forecast")(forecast)
-        app.command("serve")(serve)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from tsops.cli.airflow import app as airflow_app
-
-        app.add_typer(airflow_app, name="airflow")
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from tsops.cli.quality import app as quality_app
-
-        app.add_typer(quality_app, name="quality")
-    except ImportError:  # pragma: no cover
-        pass
+    app.command("produce")(produce)
+    app.command("similar")(similar)
+    app.command("train")(train)
+    app.command("tune")(tune)
+    app.command("forecast")(forecast)
+    app.command("serve")(serve)
+    app.add_typer(airflow_app, name="airflow")
+    app.add_typer(quality_app, name="quality")
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:
