@@ -9,6 +9,8 @@ kernels on a single series, so both paths give identical numbers.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -712,6 +714,15 @@ def _clean_many_body(ts, values, offsets, now, policy, period_override, coverage
     return out_off, ot, ov, oraw, omiss, oconf, oimp, ocode, stats
 
 
-_clean_many_kernel = njit(parallel=True, cache=True)(_clean_many_body)
+def _renamed(fn, name: str):
+    """A copy of ``fn`` under another name. Numba names its on-disk cache entries after the function, so two
+    dispatchers of one function (parallel and serial) would share cache entries of the same signature, and
+    one process could load the other's machine code: the parallel kernel then silently runs on one core."""
+    f = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = name
+    return f
+
+
+_clean_many_kernel = njit(parallel=True, cache=True)(_renamed(_clean_many_body, "_clean_many_parallel"))
 # the same code compiled without threads: one series (clean_series) does not pay the parallel launch
-_clean_serial_kernel = njit(cache=True)(_clean_many_body)
+_clean_serial_kernel = njit(cache=True)(_renamed(_clean_many_body, "_clean_many_serial"))
