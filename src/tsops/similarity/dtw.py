@@ -181,15 +181,15 @@ def dtw_topk(
     x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
     n, length = x.shape
     k = min(int(k), n)
+    if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, stable argsort
+        d = np.empty(n)
+        K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), d)
+        if np.isnan(d).any():
+            _raise_nonfinite(np.flatnonzero(np.isnan(d)), ids)
+        idx = np.argsort(d, kind="stable")[:k]
+        return TopK(indices=idx, distances=d[idx], locations=np.zeros(len(idx), dtype=np.int64))
     upper, lower = envelope(p, r)
     if length == len(p):
-        if n <= _SMALL_N:  # pruning does not pay off: full vector, stable argsort
-            d = np.empty(n)
-            K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), d)
-            if np.isnan(d).any():
-                _raise_nonfinite(np.flatnonzero(np.isnan(d)), ids)
-            idx = np.argsort(d, kind="stable")[:k]
-            return TopK(indices=idx, distances=d[idx], locations=np.zeros(len(idx), dtype=np.int64))
         return _topk_equal_length(x, p, upper, lower, r, k, bool(normalize), ids, block)
     chunks = int(n_chunks or numba.get_num_threads())
     chunks = max(1, min(chunks, n))
