@@ -701,7 +701,7 @@ def _to_number(col: pa.ChunkedArray, decimal: str, kind: str) -> tuple[np.ndarra
     try:
         vals = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
         bad = np.zeros(len(vals), bool)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:  # not parseable as numbers (invalid text, or a type arrow cannot cast)
         s = pd.Series(col.to_pandas(), dtype=object)
         num = pd.to_numeric(s.str.strip(), errors="coerce")
         vals = num.to_numpy(dtype=np.float64, na_value=np.nan)
