@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -279,21 +280,9 @@ def to_long(
     for v in value_cols:
         c = records.column(v)
         if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
-            c2 = c
-            if spec.missing_values:
-                c2 = pc.if_else(pc.is_in(c, value_set=pa.array(spec.missing_values)), None, c)
-            f = np.full(n, np.nan)
-            texts = c2.to_pylist()
-            bad = np.zeros(n, bool)
-            for i, s in enumerate(texts):
-                if s is None or s.strip() == "":
-                    continue
-                try:
-                    f[i] = float(s.replace(",", ".") if s.count(",") == 1 and "." not in s else s)
-                except ValueError:
-                    bad[i] = True
+            f, bad, nan_text, texts = _parse_numbers(c, spec.missing_values)
             reject(bad, lambda i, v=v, texts=texts: f"field {v!r}: not a number {texts[i]!r}")
-            null = np.isnan(f) & ~bad
+            null = np.isnan(f) & ~bad & ~nan_text
         elif pa.types.is_integer(c.type) or pa.types.is_floating(c.type) or pa.types.is_boolean(c.type):
             arr = pc.cast(c, pa.float64())
             null = pc.is_null(arr).to_numpy(zero_copy_only=False)
@@ -346,6 +335,24 @@ def to_long(
         )
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     return LongResult(table=table, rejected=rejected)
+
+
+def _parse_numbers(col: pa.ChunkedArray, missing: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Text -> float64 (NaN for null, empty or a missing-value sentinel), a mask of texts that are not numbers,
+    a mask of texts spelling NaN (non-finite, not missing), and the texts (for messages). A lone decimal comma
+    ("2,6") reads as a decimal point. Vectorised."""
+    import pandas as pd
+
+    s = pd.Series(col.to_pandas(), dtype=object)
+    txt = s.str.strip()
+    if missing:
+        txt = txt.mask(txt.isin(list(missing)))
+    txt = txt.mask(txt == "")
+    txt = txt.str.replace(r"^([+-]?\d*),(\d+)$", r"\1.\2", regex=True)
+    f = pd.to_numeric(txt, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    spelled_nan = txt.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+    bad = txt.notna().to_numpy() & np.isnan(f) & ~spelled_nan
+    return f, bad, spelled_nan, s
 
 
 def _is_number(s: str) -> bool:

@@ -78,12 +78,14 @@ def test_bad_records_are_rejected_with_a_reason_naming_the_field(col, value, rea
 
 
 def test_string_numbers_with_decimal_comma_and_garbage():
-    t = records(ts=["2004-03-10 18:00:00"] * 3, site=["x"] * 3, co=["2,6", "-200", "abc"])
+    t = records(ts=["2004-03-10 18:00:00"] * 7, site=["x"] * 7,
+                co=["2,6", "-200", "abc", " 1e3 ", "", "NaN", "-0,5"])
     s = SeriesSpec(timestamp="ts", keys=["site"], values=["co"], missing_values=["-200"])
     res = to_long(t, s, now_us=NOW_US)
-    assert res.table.column("value").to_pylist() == [2.6, None]
-    assert res.rejected.rows.tolist() == [2]
+    assert res.table.column("value").to_pylist() == [2.6, None, 1000.0, None, -0.5]
+    assert res.rejected.rows.tolist() == [2, 5]
     assert "not a number 'abc'" in res.rejected.reasons[0]
+    assert "non-finite number" in res.rejected.reasons[1]
 
 
 def test_series_id_helpers():

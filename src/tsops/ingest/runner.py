@@ -235,9 +235,7 @@ def _commit(
         long, rej_rows, rej_reasons = res.table, res.rejected.rows, res.rejected.reasons
     else:
         long, rej_rows, rej_reasons = None, np.empty(0, np.int64), []
-    q = quarantine_table(
-        SourceBatch(batch.key, records, batch.bad, batch.pos, batch.positions, batch.src), rej_rows, rej_reasons
-    )
+    q = quarantine_table(batch, rej_rows, rej_reasons)
     planned = []
     if long is not None and long.num_rows:
         planned += lake.plan("raw", dataset, long, batch.key)
@@ -273,6 +271,6 @@ def _commit(
     report.observations += stats["observations"]
     report.files += len(planned)
     for r in q.column("reason").to_pylist():
-        head = r.split(":")[0] if r.startswith("field") else r.split(":")[0][:60]
+        head = r.split(":")[0][:60]  # "field 'event_time'", "malformed JSON", ...
         report.reasons[head] = report.reasons.get(head, 0) + 1
     seen.update(d["series_id"] for d in docs)

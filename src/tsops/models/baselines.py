@@ -117,31 +117,29 @@ class Naive(_LocalForecaster):
         return naive_forecast(y, h)
 
 
-class SeasonalNaive(_LocalForecaster):
-    """Repeat the last season of length ``season_length``."""
-
-    name = "seasonal_naive"
+class _SeasonalForecaster(_LocalForecaster):
+    """A local model with one parameter, the season length."""
 
     def __init__(self, season_length: int = 24) -> None:
         if season_length < 1:
             raise ValueError(f"season_length must be >= 1 (got {season_length})")
         super().__init__(season_length=season_length)
         self.season_length = season_length
+
+
+class SeasonalNaive(_SeasonalForecaster):
+    """Repeat the last season of length ``season_length``."""
+
+    name = "seasonal_naive"
 
     def _one(self, y: np.ndarray, h: int) -> np.ndarray:
         return seasonal_naive_forecast(y, h, self.season_length)
 
 
-class Naive2(_LocalForecaster):
+class Naive2(_SeasonalForecaster):
     """M4's seasonally adjusted naive benchmark."""
 
     name = "naive2"
-
-    def __init__(self, season_length: int = 24) -> None:
-        if season_length < 1:
-            raise ValueError(f"season_length must be >= 1 (got {season_length})")
-        super().__init__(season_length=season_length)
-        self.season_length = season_length
 
     def _one(self, y: np.ndarray, h: int) -> np.ndarray:
         return naive2_forecast(y, h, self.season_length)
