@@ -18,6 +18,7 @@ def _split(panel, h=24):
 @pytest.mark.parametrize("cls,kw", [
     (NHiTSForecaster, dict(hidden_size=64, learning_rate=3e-3)),
     (LSTMForecaster, dict(hidden_size=16, learning_rate=1e-2)),
+    (LSTMForecaster, dict(hidden_size=32, learning_rate=1e-2, patch_len=12)),  # 4 recurrent steps of 12 points
 ])
 def test_global_models_learn_a_sine_better_than_naive(cls, kw, sine):
     train, test = _split(sine())
@@ -41,6 +42,7 @@ def test_seed_makes_training_deterministic(sine):
     ("nhits", dict(FAST, max_steps=30, hidden_size=32)),
     ("nhits", dict(FAST, max_steps=30, hidden_size=32, scaling="log")),
     ("lstm", dict(FAST, max_steps=30, hidden_size=8, num_layers=2, dropout=0.1)),
+    ("lstm", dict(FAST, max_steps=30, hidden_size=8, patch_len=10, scaling="log")),  # 48 % 10: oldest 8 dropped
     ("naive2", dict(season_length=24)),
 ])
 def test_save_load_round_trip(tmp_path, name, kw, sine):
@@ -111,3 +113,10 @@ def test_validation_window_shorter_than_horizon_and_refit_clone(sine):
     r = m.refit_clone()
     assert r.params["val_size"] == 0 and r.params["max_steps"] == m.best_step_
     assert r.fit(train).predict_array(24).shape == (3, 24)
+
+
+def test_lstm_patch_len_is_checked():
+    with pytest.raises(ValueError, match="patch_len"):
+        LSTMForecaster(input_size=24, patch_len=25)
+    with pytest.raises(ValueError, match="patch_len"):
+        LSTMForecaster(input_size=24, patch_len=0)

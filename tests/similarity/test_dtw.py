@@ -179,3 +179,35 @@ def test_topk_small_n_and_subsequence(walks):
     np.testing.assert_array_equal(top.indices, expected)
     np.testing.assert_array_equal(top.distances, d[expected])
     np.testing.assert_array_equal(top.locations, loc[expected])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_column_major_input_gives_the_same_bits(walks, normalize):
+    """A Fortran-ordered array (what DataFrame.to_numpy() returns) takes the time-major kernel: same bits,
+    NaN rows still named, non-contiguous views accepted."""
+    x, p = walks
+    big = np.vstack([x] * 3)  # several blocks of 64 plus a partial one
+    f = np.asfortranarray(big)
+    for stretch in (0, 0.1, 0.5):
+        np.testing.assert_array_equal(dtw_distances(f, p, stretch, normalize=normalize),
+                                      dtw_distances(big, p, stretch, normalize=normalize))
+        top_f, top_c = dtw_topk(f, p, stretch, 7, normalize=normalize), dtw_topk(big, p, stretch, 7, normalize=normalize)
+        np.testing.assert_array_equal(top_f.indices, top_c.indices)
+        np.testing.assert_array_equal(top_f.distances, top_c.distances)
+    np.testing.assert_array_equal(dtw_distances(big[::2], p, 0.1), dtw_distances(np.ascontiguousarray(big[::2]), p, 0.1))
+    f[100, 3] = np.nan
+    with pytest.raises(NonFiniteSeriesError, match="rows 100"):
+        dtw_distances(f, p, 0.1)
+
+
+def test_smallest_k_breaks_ties_by_index_and_flags_nan():
+    from tsops.similarity._kernels import smallest_k
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        d = rng.integers(0, 6, rng.integers(1, 80)).astype(float)
+        k = int(rng.integers(1, 90))
+        idx, has_nan = smallest_k(d, k)
+        np.testing.assert_array_equal(idx, np.argsort(d, kind="stable")[:k])
+        assert not has_nan
+    assert smallest_k(np.array([1.0, np.nan, 0.5]), 2)[1]

@@ -110,6 +110,18 @@ def test_train_with_analysis_covariates_logs_them_and_serves(make_project):
     with pytest.raises(ForecastInputError, match=r"lacks \['s2'\]"):
         loaded.predict(hist.query("series_id == 's0'"), params={"horizon": 6})
 
+    # one series by id: its covariate is read from the lake too, only the series asked for is written/returned
+    from fastapi.testclient import TestClient
+
+    from tsops.serving.app import create_app
+    from tsops.serving.batch import forecast_dataset
+
+    run = forecast_dataset(p, "demo", horizon=6, series=["s0"])
+    assert run.n_series == 1 and set(run.frame["series_id"]) == {"s0"} and run.rows == 6
+    body = TestClient(create_app(p, check_interval=0)).post("/forecast", json={"series_ids": ["s0"], "horizon": 6})
+    assert body.status_code == 200, body.text
+    assert {f["series_id"] for f in body.json()["forecasts"]} == {"s0"}
+
 
 def test_non_neural_family_ignores_covariates_and_says_so(make_project):
     from mlflow import MlflowClient

@@ -2,8 +2,12 @@
 
 The input window (scaled value plus covariate channels) runs through a stacked LSTM; a linear head maps the
 last hidden state to all ``horizon`` steps at once (direct multi-step), added to the window's last value.
-Per-series scaling (mean/std of each series' training part) is the default; ``scaling="window"`` is also
-available.
+Per-series scaling (mean/std of each series' training part) is the default; ``scaling="window"`` and
+``scaling="log"`` are also available.
+
+``patch_len > 1`` feeds the LSTM non-overlapping patches of the window (e.g. one day of 24 hourly values per
+recurrent step) instead of single points: a 336-point window becomes 14 steps, which makes long inputs
+affordable on CPU (the recurrent loop is sequential) and gives every step a whole season to look at.
 """
 
 from __future__ import annotations
@@ -18,17 +22,22 @@ def _net():
     from torch import nn
 
     class LSTMNet(nn.Module):
-        def __init__(self, n_cov: int, H: int, hidden: int, layers: int, dropout: float) -> None:
+        def __init__(self, n_cov: int, H: int, hidden: int, layers: int, dropout: float, patch: int) -> None:
             super().__init__()
-            self.lstm = nn.LSTM(1 + n_cov, hidden, num_layers=layers, batch_first=True,
+            self.patch = patch
+            self.lstm = nn.LSTM((1 + n_cov) * patch, hidden, num_layers=layers, batch_first=True,
                                 dropout=dropout if layers > 1 else 0.0)
             self.drop = nn.Dropout(dropout)
             self.head = nn.Linear(hidden, H)
 
         def forward(self, x, cov=None):
-            z = x.unsqueeze(-1)
+            z = x.unsqueeze(-1)  # (B, L, 1)
             if cov is not None:
                 z = torch.cat([z, cov.transpose(1, 2)], dim=-1)
+            if self.patch > 1:
+                B, L, C = z.shape
+                drop = L % self.patch  # the oldest points that do not fill a patch
+                z = z[:, drop:].reshape(B, (L - drop) // self.patch, self.patch * C)
             out, _ = self.lstm(z)
             return x[:, -1:] + self.head(self.drop(out[:, -1]))
 
@@ -36,7 +45,8 @@ def _net():
 
 
 class LSTMForecaster(GlobalWindowModel):
-    """Global LSTM: ``hidden_size`` units, ``num_layers`` layers, ``dropout`` between layers."""
+    """Global LSTM: ``hidden_size`` units, ``num_layers`` layers, ``dropout`` between layers, ``patch_len``
+    input points per recurrent step (1 = classic point-by-point LSTM)."""
 
     name = "lstm"
 
@@ -49,16 +59,20 @@ class LSTMForecaster(GlobalWindowModel):
         dropout: float = 0.0,
         scaling: str = "series",
         learning_rate: float = 5e-3,
+        patch_len: int = 1,
         **kw: Any,
     ) -> None:
         if hidden_size < 1 or num_layers < 1:
             raise ValueError(f"hidden_size and num_layers must be >= 1 (got {hidden_size}, {num_layers})")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        if not 1 <= int(patch_len) <= int(input_size):
+            raise ValueError(f"patch_len must be between 1 and input_size={input_size} (got {patch_len})")
         super().__init__(horizon=horizon, input_size=input_size, hidden_size=int(hidden_size),
                          num_layers=int(num_layers), dropout=float(dropout), scaling=scaling,
-                         learning_rate=learning_rate, **kw)
+                         learning_rate=learning_rate, patch_len=int(patch_len), **kw)
 
     def _build_net(self, n_cov: int):
         p = self._params
-        return _net()(n_cov, p["horizon"], p["hidden_size"], p["num_layers"], p["dropout"])
+        return _net()(n_cov, p["horizon"], p["hidden_size"], p["num_layers"], p["dropout"],
+                      p.get("patch_len", 1))

@@ -102,7 +102,7 @@ def create_app(project, token: str | None = None, check_interval: float = 10.0, 
     ``routers``: extra APIRouters to include (e.g. ``tsops.serving.dashboard.router``)."""
     from tsops.config import ConfigError
     from tsops.serving.champion import ChampionCache, NoChampionError
-    from tsops.tracking.forecast_pyfunc import ForecastInputError, forecast_frame
+    from tsops.tracking.forecast_pyfunc import ForecastInputError, forecast_frame, required_covariates
 
     app = FastAPI(title="tsops forecasting API", version="1",
                   description="Forecasts with conformal 80/95% intervals from each dataset's champion model.")
@@ -189,8 +189,10 @@ def create_app(project, token: str | None = None, check_interval: float = 10.0, 
             source = "body"
         else:
             ids = list(dict.fromkeys(req.series_ids or []))
+            # the champion may read other series as covariates: load them with the requested ones
+            load_ids = list(dict.fromkeys([*ids, *required_covariates(loaded.model)]))
             try:
-                hist, _ = load_frame(project, dataset, series=ids)
+                hist, _ = load_frame(project, dataset, series=load_ids)
             except LookupError:
                 raise HTTPException(404, f"no observations of series {ids} in dataset {dataset!r}") from None
             unknown = sorted(set(ids) - set(hist[SERIES_ID].astype(str).unique()))
@@ -200,6 +202,8 @@ def create_app(project, token: str | None = None, check_interval: float = 10.0, 
             source = "lake"
         try:
             fc = forecast_frame(loaded.model, hist, req.horizon)
+            if source == "lake":
+                fc = fc[fc[SERIES_ID].astype(str).isin(ids)].reset_index(drop=True)
         except ForecastInputError as exc:
             raise HTTPException(400, str(exc)) from None
         except (ValueError, KeyError) as exc:

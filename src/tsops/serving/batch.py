@@ -59,7 +59,7 @@ def forecast_dataset(project, dataset: str, horizon: int | None = None, series: 
                      zone: str = "clean", alias: str = "champion", max_points: int | None = None) -> ForecastRun:
     """Forecast every series (or ``series``) of ``dataset`` with its champion and write the lake rows."""
     from tsops.serving.champion import load_champion
-    from tsops.tracking.forecast_pyfunc import forecast_frame
+    from tsops.tracking.forecast_pyfunc import forecast_frame, required_covariates
     from tsops.tuning.data import load_frame, regularize
 
     catalog = project.catalog()
@@ -68,11 +68,16 @@ def forecast_dataset(project, dataset: str, horizon: int | None = None, series: 
         loaded = load_champion(project, dataset, alias=alias)
         model = loaded.model
         freq = model.history_.freq if model.history_ is not None else None
-        df, _ = load_frame(project, dataset, zone=zone, series=series)
+        # a model with covariates reads other series as inputs: load them too, write only what was asked
+        wanted = list(dict.fromkeys(series)) if series else None
+        load_ids = list(dict.fromkeys([*wanted, *required_covariates(model)])) if wanted else None
+        df, _ = load_frame(project, dataset, zone=zone, series=load_ids)
         if max_points:
             df = df.sort_values([SERIES_ID, TS]).groupby(SERIES_ID, sort=False).tail(max_points)
         grid = regularize(df, freq=freq)
         fc = forecast_frame(model, grid, horizon)
+        if wanted:
+            fc = fc[fc[SERIES_ID].astype(str).isin(wanted)].reset_index(drop=True)
         issued = pd.Timestamp.now(tz="UTC").floor("ms")
         stem = f"fc-{issued.strftime('%Y%m%dT%H%M%S%f')}-v{loaded.version}"
         files = project.lake().write_table("forecasts", dataset,

@@ -21,11 +21,14 @@ from __future__ import annotations
 import math
 import os
 
-# numba's OpenMP workers spin-wait after each parallel region by default. On shared machines the spinning
-# competes with other processes: a call on 811 series measured 10-20 ms instead of 0.12 ms. Passive waiting
-# costs nothing measurable on large calls. An explicit user setting wins; it must be set before the OpenMP
-# runtime starts (numba loads it at the first parallel call).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba's OpenMP workers spin-wait after each parallel region: 300,000 spins by default. On shared machines
+# that spinning competes with other processes (a call on 811 series measured 10-20 ms instead of 0.12 ms);
+# fully passive waiting instead costs a futex wake-up per region (~20 us best, ~55 us median here: a third of
+# a small call). A short spin (~ a few microseconds) keeps back-to-back calls (a sweep, a top-k after a
+# full vector) on warm threads and gives the cores back almost at once. An explicit user setting of either
+# variable wins; it must be set before the OpenMP runtime starts (numba loads it at the first parallel call).
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
 
 import numba as nb  # noqa: E402
 import numpy as np  # noqa: E402
@@ -298,114 +301,194 @@ def dtw_topk_chunks(X, p, upper, lower, r, normalize, k, nchunks, out_d, out_i, 
 
 
 @nb.njit(cache=True, nogil=True)
-def block_load(X, rows, use_rows, s0, nb_, normalize, zt, ok, ssum, lo, hi, mean, ss, std):
-    """Transpose series s0..s0+nb_ (or rows[s0..]) into zt (m, block) and normalise each column in place.
+def block_normalize(zt, nb_, normalize, ok, ssum, first, diff, mean, ss, std):
+    """Normalise columns 0..nb_ of zt in place (lanes past nb_ are zeroed). ok[b] is False for a column
+    with NaN/inf (its values are zeroed).
 
-    ok[b] is False for a column with NaN/inf (its values are zeroed); lanes past nb_ are zero padding. Same
-    arithmetic as ``window_stats``/``znorm_into``, vectorised across the block. All arrays are caller scratch.
+    Same arithmetic as ``window_stats``/``znorm_into`` (sequential sum, mean, sequential sum of squared
+    deviations, population std, ``(x - mean) / std``), vectorised across the block; a column whose values
+    all equal its first value is constant (zeros). Row views keep every index provably in range, so LLVM
+    emits SIMD code for each pass.
     """
     m, block = zt.shape
-    for b in range(nb_):
-        src = rows[s0 + b] if use_rows else s0 + b
-        for i in range(m):
-            zt[i, b] = X[src, i]
-    for b in range(nb_, block):
-        for i in range(m):
-            zt[i, b] = 0.0
+    for i in range(m):
+        zi = zt[i]
+        for b in range(nb_, block):
+            zi[b] = 0.0
     for b in range(block):
         ok[b] = True
-    if normalize:
-        z0 = zt[0]
+    z0 = zt[0]
+    for b in range(block):
+        ssum[b] = 0.0
+        ss[b] = 0.0
+        first[b] = z0[b]
+        diff[b] = 0.0
+    for i in range(m):
+        zi = zt[i]
         for b in range(block):
-            ssum[b] = 0.0
-            ss[b] = 0.0
-            lo[b] = z0[b]
-            hi[b] = z0[b]
-        for i in range(m):
-            zi = zt[i]
-            for b in range(block):
-                v = zi[b]
-                ssum[b] += v
-                if v < lo[b]:
-                    lo[b] = v
-                if v > hi[b]:
-                    hi[b] = v
-        for b in range(block):
-            mean[b] = ssum[b] / m
-        for i in range(m):
-            zi = zt[i]
-            for b in range(block):
-                d = zi[b] - mean[b]
-                ss[b] += d * d
-        for b in range(block):
-            std[b] = math.sqrt(ss[b] / m)
-            if hi[b] == lo[b]:
-                std[b] = 0.0
-            if not math.isfinite(ssum[b]):
-                ok[b] = False
-                std[b] = 0.0
-        for i in range(m):
-            zi = zt[i]
-            for b in range(block):
-                if std[b] == 0.0:
-                    zi[b] = 0.0
-                else:
-                    zi[b] = (zi[b] - mean[b]) / std[b]
-    else:
-        for b in range(block):
-            ssum[b] = 0.0
-        for i in range(m):
-            zi = zt[i]
-            for b in range(block):
-                ssum[b] += zi[b]
+            v = zi[b]
+            ssum[b] += v
+            diff[b] += 0.0 if v == first[b] else 1.0
+    if not normalize:
         for b in range(block):
             if not math.isfinite(ssum[b]):
                 ok[b] = False
                 for i in range(m):
                     zt[i, b] = 0.0
+        return
+    for b in range(block):
+        mean[b] = ssum[b] / m
+    for i in range(m):
+        zi = zt[i]
+        for b in range(block):
+            d = zi[b] - mean[b]
+            ss[b] += d * d
+    for b in range(block):
+        s = math.sqrt(ss[b] / m)
+        fin = math.isfinite(ssum[b])
+        ok[b] = fin
+        std[b] = s if (fin and diff[b] > 0.0) else 0.0
+    for i in range(m):
+        zi = zt[i]
+        for b in range(block):
+            sd = std[b]
+            zi[b] = 0.0 if sd == 0.0 else (zi[b] - mean[b]) / sd
 
 
 @nb.njit(cache=True, nogil=True)
-def block_dtw_sq(zt, p, r, prev, cur, out):
-    """Squared banded DTW of every column of zt against p into out; the DP's inner loop runs across columns
-    (SIMD). prev/cur: scratch (2r+3, block)."""
-    m, block = zt.shape
+def block_load(X, rows, use_rows, s0, nb_, normalize, zt, ok, ssum, first, diff, mean, ss, std):
+    """Transpose series s0..s0+nb_ of X (n, m) (or X[rows[s0..]]) into zt (m, block), then normalise."""
+    m = zt.shape[0]
+    for b in range(nb_):
+        row = X[rows[s0 + b]] if use_rows else X[s0 + b]
+        for i in range(m):
+            zt[i, b] = row[i]
+    block_normalize(zt, nb_, normalize, ok, ssum, first, diff, mean, ss, std)
+
+
+@nb.njit(cache=True, nogil=True)
+def block_load_t(XT, s0, nb_, normalize, zt, ok, ssum, first, diff, mean, ss, std):
+    """Copy columns s0..s0+nb_ of a time-major XT (m, n) (a Fortran-ordered (n, m) input seen transposed:
+    no transposition needed) into zt (m, block), then normalise."""
+    m = zt.shape[0]
+    for i in range(m):
+        src = XT[i, s0:s0 + nb_]
+        dst = zt[i]
+        for b in range(nb_):
+            dst[b] = src[b]
+    block_normalize(zt, nb_, normalize, ok, ssum, first, diff, mean, ss, std)
+
+
+@nb.njit(cache=True, nogil=True)
+def _dp_init(r, prev, cur):
     w = 2 * r + 1
+    block = prev.shape[1]
     for k in range(w + 2):
         for b in range(block):
             prev[k, b] = INF
             cur[k, b] = INF
     for b in range(block):
         prev[r + 1, b] = 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _dp_row(zi, i, m, p, r, prev, cur):
+    """One row of the banded DP for every lane: cur[k + 1] = cell (i, i + k - r) from prev (row i - 1)."""
+    w = 2 * r + 1
+    block = zi.shape[0]
+    klo = max(0, r - i)
+    khi = min(w - 1, m - 1 - i + r)
+    for k in range(0, klo):
+        cur[k + 1, :] = INF
+    for k in range(khi + 1, w):
+        cur[k + 1, :] = INF
+    for k in range(klo, khi + 1):
+        pj = p[i + k - r]
+        dg = prev[k + 1]
+        up = prev[k + 2]
+        lf = cur[k]
+        dst = cur[k + 1]
+        for b in range(block):
+            d = zi[b] - pj
+            a = dg[b]
+            u = up[b]
+            l_ = lf[b]
+            if u < a:
+                a = u
+            if l_ < a:
+                a = l_
+            dst[b] = d * d + a
+
+
+@nb.njit(cache=True, nogil=True)
+def block_dtw_sq(zt, p, r, prev, cur, out):
+    """Squared banded DTW of every column of zt against p into out; the DP's inner loop runs across columns
+    (SIMD). prev/cur: scratch (2r+3, block)."""
+    m = zt.shape[0]
+    _dp_init(r, prev, cur)
     for i in range(m):
-        zi = zt[i]
-        klo = max(0, r - i)
-        khi = min(w - 1, m - 1 - i + r)
-        for k in range(0, klo):
-            cur[k + 1, :] = INF
-        for k in range(khi + 1, w):
-            cur[k + 1, :] = INF
-        for k in range(klo, khi + 1):
-            pj = p[i + k - r]
-            dg = prev[k + 1]
-            up = prev[k + 2]
-            lf = cur[k]
-            dst = cur[k + 1]
-            for b in range(block):
-                d = zi[b] - pj
-                a = dg[b]
-                u = up[b]
-                l_ = lf[b]
-                if u < a:
-                    a = u
-                if l_ < a:
-                    a = l_
-                dst[b] = d * d + a
+        _dp_row(zt[i], i, m, p, r, prev, cur)
         tmp = prev
         prev = cur
         cur = tmp
     res = prev[r + 1]
+    for b in range(out.shape[0]):
+        out[b] = res[b]
+
+
+@nb.njit(cache=True, nogil=True)
+def block_dtw_sq_t(XT, s0, nb_, normalize, p, r, ok, ssum, first, diff, mean, ss, std, zr, prev, cur, out):
+    """``block_load_t`` + ``block_dtw_sq`` fused for a time-major XT (m, n): column statistics read XT in
+    place and each row is normalised into ``zr`` just before its DP step, so the block is never copied.
+    Same arithmetic, same bits."""
+    m = XT.shape[0]
+    block = zr.shape[0]
     for b in range(block):
+        ssum[b] = 0.0
+        ss[b] = 0.0
+        diff[b] = 0.0
+        mean[b] = 0.0
+        std[b] = 0.0
+        zr[b] = 0.0
+        ok[b] = b < nb_
+    x0 = XT[0, s0:s0 + nb_]
+    for b in range(nb_):
+        first[b] = x0[b]
+    for i in range(m):
+        xi = XT[i, s0:s0 + nb_]
+        for b in range(nb_):
+            v = xi[b]
+            ssum[b] += v
+            diff[b] += 0.0 if v == first[b] else 1.0
+    for b in range(nb_):
+        ok[b] = math.isfinite(ssum[b])
+    if normalize:
+        for b in range(nb_):
+            mean[b] = ssum[b] / m
+        for i in range(m):
+            xi = XT[i, s0:s0 + nb_]
+            for b in range(nb_):
+                d = xi[b] - mean[b]
+                ss[b] += d * d
+        for b in range(nb_):
+            s = math.sqrt(ss[b] / m)
+            std[b] = s if (ok[b] and diff[b] > 0.0) else 0.0
+    _dp_init(r, prev, cur)
+    for i in range(m):
+        xi = XT[i, s0:s0 + nb_]
+        if normalize:
+            for b in range(nb_):
+                sd = std[b]
+                zr[b] = 0.0 if sd == 0.0 else (xi[b] - mean[b]) / sd
+        else:
+            for b in range(nb_):
+                zr[b] = xi[b] if ok[b] else 0.0
+        _dp_row(zr, i, m, p, r, prev, cur)
+        tmp = prev
+        prev = cur
+        cur = tmp
+    res = prev[r + 1]
+    for b in range(out.shape[0]):
         out[b] = res[b]
 
 
@@ -420,25 +503,35 @@ def _scratch(m, r, block):
 
 
 @nb.njit(parallel=True, cache=True)
-def dtw_full_batched(X, rows, use_rows, p, r, normalize, block, nchunks, out):
+def dtw_full_batched(X, rows, use_rows, transposed, p, r, normalize, block, nchunks, out):
     """Distances of equal-length series (all rows, or X[rows]) to p: SIMD across a block of series, prange
     across ``nchunks`` contiguous runs of blocks (scratch allocated once per run).
 
+    ``transposed``: X is time-major (m, n), e.g. the transpose of a Fortran-ordered (n, m) array such as
+    ``DataFrame.to_numpy()`` returns; blocks are then copied without transposing (``rows`` unsupported).
     Rows with NaN/inf get NaN in ``out`` (the caller turns that into an error or a repair).
     """
-    n = rows.shape[0] if use_rows else X.shape[0]
-    m = X.shape[1]
+    if transposed:
+        n = X.shape[1]
+        m = X.shape[0]
+    else:
+        n = rows.shape[0] if use_rows else X.shape[0]
+        m = X.shape[1]
     nblocks = (n + block - 1) // block
-    per = (nblocks + nchunks - 1) // nchunks
     for c in nb.prange(nchunks):
         zt, ok, vecs, prev, cur = _scratch(m, r, block)
         d = np.empty(block)
-        for bi in range(c * per, min(nblocks, (c + 1) * per)):
+        # balanced split: chunk sizes differ by at most one block (13 blocks on 2 threads: 7 + 6, not 8 + 5)
+        for bi in range(c * nblocks // nchunks, (c + 1) * nblocks // nchunks):
             s0 = bi * block
             nb_ = min(block, n - s0)
-            block_load(X, rows, use_rows, s0, nb_, normalize, zt, ok,
-                       vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5])
-            block_dtw_sq(zt, p, r, prev, cur, d)
+            if transposed:
+                block_dtw_sq_t(X, s0, nb_, normalize, p, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4],
+                               vecs[5], zt[0], prev, cur, d)
+            else:
+                block_load(X, rows, use_rows, s0, nb_, normalize, zt, ok,
+                           vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5])
+                block_dtw_sq(zt, p, r, prev, cur, d)
             for b in range(nb_):
                 out[s0 + b] = math.sqrt(d[b]) if ok[b] else np.nan
 
@@ -581,3 +674,42 @@ def topk_scan(X, p, upper, lower, r, normalize, block, k, tau0, nchunks, out_d, 
         for j in range(k):
             out_d[c, j] = hd[j]
             out_i[c, j] = hidx[j]
+
+
+@nb.njit(cache=True, nogil=True)
+def smallest_k(d, k):
+    """Indices of the k smallest values of d, ascending, ties by lower index (``argsort(kind="stable")[:k]``)
+    in one pass with an insertion-sorted buffer (a few microseconds where numpy's partition + lexsort take
+    ~10), and whether d holds a NaN (then the indices are meaningless: the caller raises)."""
+    n = d.shape[0]
+    k = min(k, n)
+    hd = np.empty(k)
+    hi = np.empty(k, dtype=np.int64)
+    filled = 0
+    has_nan = False
+    for i in range(n):
+        v = d[i]
+        if v != v:
+            has_nan = True
+            continue
+        if filled == k and not v < hd[k - 1]:
+            continue
+        j = filled if filled < k else k - 1
+        while j > 0 and hd[j - 1] > v:
+            if j < k:
+                hd[j] = hd[j - 1]
+                hi[j] = hi[j - 1]
+            j -= 1
+        hd[j] = v
+        hi[j] = i
+        if filled < k:
+            filled += 1
+    return hi[:filled], has_nan
+
+
+@nb.njit(cache=True)
+def dtw_topk_full(X, transposed, p, r, normalize, block, nchunks, k, out):
+    """``dtw_full_batched`` into ``out`` then ``smallest_k``: a small top-k query in one call (the fixed cost
+    of a call, not the DP, is what dominates below a few thousand series)."""
+    dtw_full_batched(X, np.empty(0, dtype=np.int64), False, transposed, p, r, normalize, block, nchunks, out)
+    return smallest_k(out, k)

@@ -96,7 +96,9 @@ def _interpolate_rows(x: np.ndarray, ids: Sequence | None) -> np.ndarray:
 
 
 def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
-    x = np.ascontiguousarray(series, dtype=np.float64)
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 2 and not (x.flags.c_contiguous or x.flags.f_contiguous):
+        x = np.ascontiguousarray(x)
     if x.ndim == 1:
         x = x.reshape(1, -1)
     if x.ndim != 2:
@@ -104,8 +106,6 @@ def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
     p_raw = np.ascontiguousarray(pattern, dtype=np.float64)
     if p_raw.ndim != 1 or len(p_raw) == 0:
         raise ValueError(f"pattern must be a non-empty 1-d array, got shape {p_raw.shape}")
-    if not np.isfinite(p_raw).all():
-        raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
     m = len(p_raw)
     if x.shape[1] < m:
         raise ValueError(f"series have {x.shape[1]} steps, shorter than the pattern ({m} steps)")
@@ -116,7 +116,9 @@ def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
     elif nan_policy != "raise":
         raise ValueError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
     r = band_halfwidth(stretch, m)
-    p = K.znormalize_1d(p_raw, bool(normalize))
+    p = K.znormalize_1d(p_raw, bool(normalize))  # all NaN when the pattern holds NaN/inf
+    if p[0] != p[0]:
+        raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
     return x, p, r
 
 
@@ -148,12 +150,12 @@ def dtw_distances(
     n, length = x.shape
     out = np.empty(n)
     if length == len(p):
-        K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), out)
+        _full_vector(x, p, r, normalize, block, out)
         loc = np.zeros(n, dtype=np.int64)
     else:
         loc = np.empty(n, dtype=np.int64)
         upper, lower = envelope(p, r)
-        K.dtw_windows_all(x, p, upper, lower, r, bool(normalize), out, loc)
+        K.dtw_windows_all(np.ascontiguousarray(x), p, upper, lower, r, bool(normalize), out, loc)
     bad = np.isnan(out)
     if bad.any():
         _raise_nonfinite(np.flatnonzero(bad), ids)
@@ -181,13 +183,17 @@ def dtw_topk(
     x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
     n, length = x.shape
     k = min(int(k), n)
-    if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, stable argsort
+    if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, then the k smallest
         d = np.empty(n)
-        K.dtw_full_batched(x, _NO_ROWS, False, p, r, bool(normalize), int(block), _n_chunks(n, block), d)
-        if np.isnan(d).any():
+        if x.flags.c_contiguous:
+            idx, has_nan = K.dtw_topk_full(x, False, p, r, bool(normalize), int(block), _n_chunks(n, block), k, d)
+        else:
+            block = _balanced_block(n) if block == DEFAULT_BLOCK else block
+            idx, has_nan = K.dtw_topk_full(x.T, True, p, r, bool(normalize), int(block), _n_chunks(n, block), k, d)
+        if has_nan:
             _raise_nonfinite(np.flatnonzero(np.isnan(d)), ids)
-        idx = np.argsort(d, kind="stable")[:k]
         return TopK(indices=idx, distances=d[idx], locations=np.zeros(len(idx), dtype=np.int64))
+    x = np.ascontiguousarray(x)  # the pruned scans read series row by row
     upper, lower = envelope(p, r)
     if length == len(p):
         return _topk_equal_length(x, p, upper, lower, r, k, bool(normalize), ids, block)
@@ -239,14 +245,40 @@ def _topk_equal_length(x, p, upper, lower, r, k, normalize, ids, block) -> TopK:
     return TopK(indices=i[order], distances=np.sqrt(d[order]), locations=np.zeros(len(order), dtype=np.int64))
 
 
+def _full_vector(x: np.ndarray, p: np.ndarray, r: int, normalize: bool, block: int, out: np.ndarray) -> None:
+    """Whole-series distances into ``out``. A Fortran-ordered input (what ``DataFrame.to_numpy()`` returns)
+    is read time-major through its transpose, without the copy a row-major kernel would need."""
+    n = x.shape[0]
+    if x.flags.c_contiguous:
+        K.dtw_full_batched(x, _NO_ROWS, False, False, p, r, bool(normalize), int(block), _n_chunks(n, block), out)
+        return
+    if block == DEFAULT_BLOCK:
+        block = _balanced_block(n)
+    K.dtw_full_batched(x.T, _NO_ROWS, False, True, p, r, bool(normalize), int(block), _n_chunks(n, block), out)
+
+
+def _balanced_block(n: int, widest: int = 128) -> int:
+    """Block width for the time-major kernel (no transposition, so wide blocks cost nothing): equal blocks
+    of at most ``widest`` lanes, a multiple of 8 (one AVX-512 register), their count a multiple of the
+    threads, so that no thread waits on a straggler (811 series on 2 threads: 8 blocks of 104)."""
+    threads = numba.get_num_threads()
+    nblocks = threads * max(1, -(-n // (threads * widest)))
+    lanes = -(-n // nblocks)  # ceil division
+    return max(8, -(-lanes // 8) * 8)
+
+
 def _n_chunks(n: int, block: int) -> int:
-    """Parallel work items: a few per thread for balance, but never fewer than a block each."""
+    """Parallel work items: one per thread while the blocks are few (a call on 811 series is 13 blocks, and
+    every extra item is scheduling and scratch), a few per thread for balance on large inputs."""
     blocks = max(1, -(-n // int(block)))
-    return max(1, min(blocks, 4 * numba.get_num_threads()))
+    threads = numba.get_num_threads()
+    if blocks <= 16 * threads:
+        return max(1, min(blocks, threads))
+    return max(1, min(blocks, 4 * threads))
 
 
 def _rows_distances(x, rows, p, r, normalize, block) -> np.ndarray:
     out = np.empty(len(rows))
-    K.dtw_full_batched(x, np.ascontiguousarray(rows, dtype=np.int64), True, p, r, normalize, int(block),
+    K.dtw_full_batched(x, np.ascontiguousarray(rows, dtype=np.int64), True, False, p, r, normalize, int(block),
                        _n_chunks(len(rows), block), out)
     return out
