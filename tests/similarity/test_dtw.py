@@ -147,7 +147,7 @@ def test_shape_errors(walks):
         dtw_topk(x, p, 0.1, k=0)
 
 
-@pytest.mark.parametrize("stretch", [0, 0.05, 0.25, 1.0])
+@pytest.mark.parametrize("stretch", [0, 0.05, 0.1, 0.14, 0.25, 1.0])  # r = 0, 1, 3, 4 (unrolled), 8, 31
 def test_topk_equals_argsort_of_full_vector(stretch):
     """The pruned path (n above the small-n cut-off) on random walks with planted near-copies and ties."""
     rng = np.random.default_rng(11)
@@ -164,6 +164,55 @@ def test_topk_equals_argsort_of_full_vector(stretch):
         expected = np.argsort(full, kind="stable")[:k]
         np.testing.assert_array_equal(top.indices, expected)
         np.testing.assert_array_equal(top.distances, full[expected])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("stretch", [0.04, 0.06, 0.1])  # r = 2, 3, 5 at m = 52
+def test_topk_screened_by_reversed_keogh(stretch, normalize):
+    """A rough pattern (noise around a trend) against smooth walks: the reversed LB_Keogh prunes most of the
+    scan's survivors; the top-k must still equal the stable argsort of the full vector."""
+    rng = np.random.default_rng(5)
+    m = 52
+    p = np.linspace(0, 3, m) + rng.normal(size=m)
+    x = np.cumsum(rng.normal(size=(40_000, m)), axis=1)
+    x[500:520] = p + rng.normal(scale=0.5, size=(20, m))
+    x[30_000] = x[505]  # tie with a lower index
+    x[9] = -2.0  # constant: no bound, straight to the exact DTW
+    x[700:720] = x[700:720] * 1e-3 + 5e6  # mean >> std
+    full = dtw_distances(x, p, stretch, normalize=normalize)
+    for k in (1, 10, 40):
+        top = dtw_topk(x, p, stretch, k=k, normalize=normalize)
+        expected = np.argsort(full, kind="stable")[:k]
+        np.testing.assert_array_equal(top.indices, expected)
+        np.testing.assert_array_equal(top.distances, full[expected])
+
+
+def test_reversed_keogh_is_a_lower_bound():
+    from tsops.similarity._kernels import block_lb_reversed
+    from tsops.similarity.reference import dtw_distances_reference
+
+    rng = np.random.default_rng(2)
+    m = 30
+    p = znormalize(rng.normal(size=m))
+    z = np.array([znormalize(np.cumsum(rng.normal(size=m))) for _ in range(64)])
+    for r in range(0, 6):
+        lb = np.empty(64)
+        assert block_lb_reversed(np.ascontiguousarray(z.T), p, r, lb, np.empty((2, 64))) == (r <= 4)
+        if r > 4:
+            continue
+        d, _ = dtw_distances_reference(z, p, r / m + 1e-12)
+        assert np.all(lb <= d**2 * (1 + 1e-12)), r
+        assert np.mean(lb / d**2) > 0.3  # and not a trivial one
+
+
+def test_generated_banded_module_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_banded.py"
+    assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0, (
+        "src/tsops/similarity/_banded.py differs from what scripts/gen_banded.py generates: rerun it")
 
 
 def test_topk_small_n_and_subsequence(walks):

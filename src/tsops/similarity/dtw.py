@@ -150,12 +150,13 @@ def dtw_distances(
     n, length = x.shape
     out = np.empty(n)
     if length == len(p):
-        _full_vector(x, p, r, normalize, block, out)
-        loc = np.zeros(n, dtype=np.int64)
-    else:
-        loc = np.empty(n, dtype=np.int64)
-        upper, lower = envelope(p, r)
-        K.dtw_windows_all(np.ascontiguousarray(x), p, upper, lower, r, bool(normalize), out, loc)
+        nbad = _full_vector(x, p, r, normalize, block, out)
+        if nbad:
+            _raise_nonfinite(np.flatnonzero(np.isnan(out)), ids)
+        return (out, np.zeros(n, dtype=np.int64)) if return_locations else out
+    loc = np.empty(n, dtype=np.int64)
+    upper, lower = envelope(p, r)
+    K.dtw_windows_all(np.ascontiguousarray(x), p, upper, lower, r, bool(normalize), out, loc)
     bad = np.isnan(out)
     if bad.any():
         _raise_nonfinite(np.flatnonzero(bad), ids)
@@ -248,19 +249,19 @@ def _topk_equal_length(x, p, upper, lower, r, k, normalize, ids, block) -> TopK:
     return TopK(indices=i[order], distances=np.sqrt(d[order]), locations=np.zeros(len(order), dtype=np.int64))
 
 
-def _full_vector(x: np.ndarray, p: np.ndarray, r: int, normalize: bool, block: int, out: np.ndarray) -> None:
-    """Whole-series distances into ``out``. A Fortran-ordered input (what ``DataFrame.to_numpy()`` returns)
-    is read time-major through its transpose, without the copy a row-major kernel would need."""
+def _full_vector(x: np.ndarray, p: np.ndarray, r: int, normalize: bool, block: int, out: np.ndarray) -> int:
+    """Whole-series distances into ``out``; returns the number of rows with NaN/inf (NaN in ``out``). A
+    Fortran-ordered input (what ``DataFrame.to_numpy()`` returns) is read time-major through its transpose,
+    without the copy a row-major kernel would need."""
     n = x.shape[0]
     threads = numba.get_num_threads()
     if x.flags.c_contiguous:
-        K.dtw_full_batched(x, _NO_ROWS, False, False, p, r, bool(normalize), int(block),
-                           _n_chunks(n, block, threads), out)
-        return
+        return K.dtw_full_batched(x, _NO_ROWS, False, False, p, r, bool(normalize), int(block),
+                                  _n_chunks(n, block, threads), out)
     if block == DEFAULT_BLOCK:
         block = _balanced_block(n, threads)
-    K.dtw_full_batched(x.T, _NO_ROWS, False, True, p, r, bool(normalize), int(block),
-                       _n_chunks(n, block, threads), out)
+    return K.dtw_full_batched(x.T, _NO_ROWS, False, True, p, r, bool(normalize), int(block),
+                              _n_chunks(n, block, threads), out)
 
 
 def _balanced_block(n: int, threads: int, widest: int = 256) -> int:
