@@ -49,20 +49,52 @@ def _row(r: int) -> list[str]:
     return lines
 
 
-def _lb_rev(r: int) -> list[str]:
+def _window(lines: list[str], idx: list[str], centre: str, ind: str) -> None:
+    """Append the max/min of X[s, idx...] and the reversed LB_Keogh term of p[centre] to acc."""
+    lines.append(f"{ind}h = X[s, {idx[0]}]")
+    lines.append(f"{ind}lo = h")
+    for ix in idx[1:]:
+        lines.append(f"{ind}v = X[s, {ix}]")
+        lines.append(f"{ind}h = max(h, v)")
+        lines.append(f"{ind}lo = min(lo, v)")
+    lines.append(f"{ind}q = mean + p[{centre}] * sd")
+    lines.append(f"{ind}e = max(q - h, 0.0) + max(lo - q, 0.0)")
+    lines.append(f"{ind}acc += e * e")
+
+
+def _rev_batch(r: int) -> list[str]:
     w = 2 * r + 1
-    lines = ["", "", "@nb.njit(cache=True, nogil=True)", f"def _lb_rev_r{r}(zt, t, pt, acc):",
-             f'    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-{r}..t+{r} of zt)."""']
-    lines.append("    " + "; ".join(f"Z{j} = zt[t {'-' if j < r else '+'} {abs(j - r)}]" for j in range(w)))
-    lines.append("    for b in range(acc.shape[0]):")
-    lines.append("        v = Z0[b]")
-    lines.append("        h = v")
-    lines.append("        lo = v")
-    for j in range(1, w):
-        lines += [f"        v = Z{j}[b]", "        if v > h:", "            h = v", "        if v < lo:",
-                  "            lo = v"]
-    lines += ["        a = pt - h", "        c = lo - pt", "        if a < 0.0:", "            a = 0.0",
-              "        if c < 0.0:", "            c = 0.0", "        e = a + c", "        acc[b] += e * e"]
+    lines = ["", "", "@nb.njit(cache=True, nogil=True, fastmath=True)",
+             f"def _rev_batch_r{r}(X, base, sel, nsel, means, invs, p, out):",
+             f'    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= {w};',
+             '    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around',
+             '    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""',
+             "    m = X.shape[1]",
+             "    for jj in range(nsel):",
+             "        j = sel[jj]",
+             "        s = base + j",
+             "        mean = means[j]",
+             "        inv = invs[j]",
+             "        sd = 1.0 / inv",
+             "        acc = 0.0"]
+    ind = " " * 12
+    if r == 0:  # the end points belong to LB_Kim
+        lines += ["        for t in range(1, m - 1):", f"{ind}h = X[s, t]", f"{ind}lo = h", f"{ind}q = mean + p[t] * sd"]
+    else:
+        lines.append(f"        for t in range(m - {2 * r}):")
+        lines.append(ind + "; ".join(f"a{j} = X[s, t + {j}]" for j in range(w)))
+        lines.append(f"{ind}h = a0")
+        lines.append(f"{ind}lo = a0")
+        for j in range(1, w):
+            lines.append(f"{ind}h = max(h, a{j})")
+            lines.append(f"{ind}lo = min(lo, a{j})")
+        lines.append(f"{ind}q = mean + p[t + {r}] * sd")
+    lines += [f"{ind}e = max(q - h, 0.0) + max(lo - q, 0.0)", f"{ind}acc += e * e"]
+    for c in range(1, r):  # left ends: window [0, c + r]
+        _window(lines, [str(j) for j in range(c + r + 1)], str(c), " " * 8)
+    for d in range(r, 1, -1):  # right ends: centre m - d, window [m - d - r, m - 1]
+        _window(lines, [f"m - {d + r - j}" for j in range(d + r)], f"m - {d}", " " * 8)
+    lines.append("        out[j] = acc * inv * inv  # raw units to z units")
     return lines
 
 
@@ -93,13 +125,16 @@ def render() -> str:
         disp.append(f"        _row_r{r}(zi, i, p, prev, cur)")
     disp += ["    else:", "        return False", "    return True"]
     for r in range(R_MAX + 1):
-        disp += _lb_rev(r)
-    disp += ["", "", "@nb.njit(cache=True, nogil=True)", "def lb_rev_interior(zt, t, pt, r, acc):",
-             '    """Add the reversed LB_Keogh term of point t (r <= t <= m - 1 - r) for every lane of zt (m, lanes)',
-             '    if r <= R_MAX; returns False (nothing done) for a wider band."""']
+        disp += _rev_batch(r)
+    disp += ["", "", "@nb.njit(cache=True, nogil=True)",
+             "def rev_batch(X, base, sel, nsel, means, invs, p, r, out):",
+             '    """Reversed LB_Keogh of the selected rows of a mini-batch (see ``_rev_batch_r2``) if r <= R_MAX and',
+             '    m >= 2r + 1; returns False (nothing done) otherwise."""',
+             "    if X.shape[1] < 2 * r + 1:",
+             "        return False"]
     for r in range(R_MAX + 1):
         disp.append(f"    {'if' if r == 0 else 'elif'} r == {r}:")
-        disp.append(f"        _lb_rev_r{r}(zt, t, pt, acc)")
+        disp.append(f"        _rev_batch_r{r}(X, base, sel, nsel, means, invs, p, out)")
     disp += ["    else:", "        return False", "    return True"]
     return "\n".join(head + body + disp) + "\n"
 

@@ -188,21 +188,33 @@ def test_topk_screened_by_reversed_keogh(stretch, normalize):
 
 
 def test_reversed_keogh_is_a_lower_bound():
-    from tsops.similarity._kernels import block_lb_reversed
+    from tsops.similarity._banded import rev_batch
     from tsops.similarity.reference import dtw_distances_reference
 
     rng = np.random.default_rng(2)
-    m = 30
-    p = znormalize(rng.normal(size=m))
-    z = np.array([znormalize(np.cumsum(rng.normal(size=m))) for _ in range(64)])
-    for r in range(0, 6):
-        lb = np.empty(64)
-        assert block_lb_reversed(np.ascontiguousarray(z.T), p, r, lb, np.empty((2, 64))) == (r <= 4)
-        if r > 4:
-            continue
-        d, _ = dtw_distances_reference(z, p, r / m + 1e-12)
-        assert np.all(lb <= d**2 * (1 + 1e-12)), r
-        assert np.mean(lb / d**2) > 0.3  # and not a trivial one
+    p = znormalize(rng.normal(size=30))
+    for m in (30, 7):  # 7: the clipped end windows overlap the interior for the wider bands
+        x = np.cumsum(rng.normal(size=(16, m)), axis=1) * 3.0 + 50.0
+        mean, inv = x.mean(axis=1), 1.0 / x.std(axis=1)
+        q = znormalize(p[:m])
+        z = (x - mean[:, None]) * inv[:, None]
+        for r in range(0, 6):
+            out = np.zeros(16)
+            done = rev_batch(x, 0, np.arange(16), 16, mean, inv, q, r, out)
+            assert done == (r <= 4 and m >= 2 * r + 1)
+            if not done:
+                continue
+            kim = (z[:, 0] - q[0]) ** 2 + (z[:, -1] - q[-1]) ** 2
+            # brute force: each middle pattern point against the range of its clipped window
+            brute = np.zeros(16)
+            for t in range(1, m - 1):
+                w = z[:, max(0, t - r):min(m, t + r + 1)]
+                brute += (np.maximum(q[t] - w.max(axis=1), 0) + np.maximum(w.min(axis=1) - q[t], 0)) ** 2
+            np.testing.assert_allclose(out, brute, rtol=1e-9, atol=1e-12)
+            d, _ = dtw_distances_reference(x, q, r / m + 1e-12)
+            assert np.all(kim + out <= d**2 * (1 + 1e-9)), (m, r)
+            if r == 2 and m == 30:
+                assert np.mean((kim + out) / d**2) > 0.3  # and not a trivial one
 
 
 def test_generated_banded_module_is_up_to_date():

@@ -281,210 +281,416 @@ def dp_row_interior(zi, i, p, r, prev, cur):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
-def _lb_rev_r0(zt, t, pt, acc):
-    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-0..t+0 of zt)."""
-    Z0 = zt[t + 0]
-    for b in range(acc.shape[0]):
-        v = Z0[b]
-        h = v
-        lo = v
-        a = pt - h
-        c = lo - pt
-        if a < 0.0:
-            a = 0.0
-        if c < 0.0:
-            c = 0.0
-        e = a + c
-        acc[b] += e * e
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _rev_batch_r0(X, base, sel, nsel, means, invs, p, out):
+    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= 1;
+    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around
+    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""
+    m = X.shape[1]
+    for jj in range(nsel):
+        j = sel[jj]
+        s = base + j
+        mean = means[j]
+        inv = invs[j]
+        sd = 1.0 / inv
+        acc = 0.0
+        for t in range(1, m - 1):
+            h = X[s, t]
+            lo = h
+            q = mean + p[t] * sd
+            e = max(q - h, 0.0) + max(lo - q, 0.0)
+            acc += e * e
+        out[j] = acc * inv * inv  # raw units to z units
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _rev_batch_r1(X, base, sel, nsel, means, invs, p, out):
+    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= 3;
+    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around
+    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""
+    m = X.shape[1]
+    for jj in range(nsel):
+        j = sel[jj]
+        s = base + j
+        mean = means[j]
+        inv = invs[j]
+        sd = 1.0 / inv
+        acc = 0.0
+        for t in range(m - 2):
+            a0 = X[s, t + 0]; a1 = X[s, t + 1]; a2 = X[s, t + 2]
+            h = a0
+            lo = a0
+            h = max(h, a1)
+            lo = min(lo, a1)
+            h = max(h, a2)
+            lo = min(lo, a2)
+            q = mean + p[t + 1] * sd
+            e = max(q - h, 0.0) + max(lo - q, 0.0)
+            acc += e * e
+        out[j] = acc * inv * inv  # raw units to z units
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _rev_batch_r2(X, base, sel, nsel, means, invs, p, out):
+    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= 5;
+    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around
+    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""
+    m = X.shape[1]
+    for jj in range(nsel):
+        j = sel[jj]
+        s = base + j
+        mean = means[j]
+        inv = invs[j]
+        sd = 1.0 / inv
+        acc = 0.0
+        for t in range(m - 4):
+            a0 = X[s, t + 0]; a1 = X[s, t + 1]; a2 = X[s, t + 2]; a3 = X[s, t + 3]; a4 = X[s, t + 4]
+            h = a0
+            lo = a0
+            h = max(h, a1)
+            lo = min(lo, a1)
+            h = max(h, a2)
+            lo = min(lo, a2)
+            h = max(h, a3)
+            lo = min(lo, a3)
+            h = max(h, a4)
+            lo = min(lo, a4)
+            q = mean + p[t + 2] * sd
+            e = max(q - h, 0.0) + max(lo - q, 0.0)
+            acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[1] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 4]
+        lo = h
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 2] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        out[j] = acc * inv * inv  # raw units to z units
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _rev_batch_r3(X, base, sel, nsel, means, invs, p, out):
+    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= 7;
+    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around
+    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""
+    m = X.shape[1]
+    for jj in range(nsel):
+        j = sel[jj]
+        s = base + j
+        mean = means[j]
+        inv = invs[j]
+        sd = 1.0 / inv
+        acc = 0.0
+        for t in range(m - 6):
+            a0 = X[s, t + 0]; a1 = X[s, t + 1]; a2 = X[s, t + 2]; a3 = X[s, t + 3]; a4 = X[s, t + 4]; a5 = X[s, t + 5]; a6 = X[s, t + 6]
+            h = a0
+            lo = a0
+            h = max(h, a1)
+            lo = min(lo, a1)
+            h = max(h, a2)
+            lo = min(lo, a2)
+            h = max(h, a3)
+            lo = min(lo, a3)
+            h = max(h, a4)
+            lo = min(lo, a4)
+            h = max(h, a5)
+            lo = min(lo, a5)
+            h = max(h, a6)
+            lo = min(lo, a6)
+            q = mean + p[t + 3] * sd
+            e = max(q - h, 0.0) + max(lo - q, 0.0)
+            acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[1] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[2] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 6]
+        lo = h
+        v = X[s, m - 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 3] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 5]
+        lo = h
+        v = X[s, m - 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 2] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        out[j] = acc * inv * inv  # raw units to z units
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _rev_batch_r4(X, base, sel, nsel, means, invs, p, out):
+    """out[j] = reversed LB_Keogh terms of points 1..m-2 of row base + j, for j in sel[:nsel] (m >= 9;
+    finite rows only), in z units. SIMD over the interior centres (one loop from 0: no wrap-around
+    checks); the clipped windows at the ends unrolled; one call for a mini-batch of rows."""
+    m = X.shape[1]
+    for jj in range(nsel):
+        j = sel[jj]
+        s = base + j
+        mean = means[j]
+        inv = invs[j]
+        sd = 1.0 / inv
+        acc = 0.0
+        for t in range(m - 8):
+            a0 = X[s, t + 0]; a1 = X[s, t + 1]; a2 = X[s, t + 2]; a3 = X[s, t + 3]; a4 = X[s, t + 4]; a5 = X[s, t + 5]; a6 = X[s, t + 6]; a7 = X[s, t + 7]; a8 = X[s, t + 8]
+            h = a0
+            lo = a0
+            h = max(h, a1)
+            lo = min(lo, a1)
+            h = max(h, a2)
+            lo = min(lo, a2)
+            h = max(h, a3)
+            lo = min(lo, a3)
+            h = max(h, a4)
+            lo = min(lo, a4)
+            h = max(h, a5)
+            lo = min(lo, a5)
+            h = max(h, a6)
+            lo = min(lo, a6)
+            h = max(h, a7)
+            lo = min(lo, a7)
+            h = max(h, a8)
+            lo = min(lo, a8)
+            q = mean + p[t + 4] * sd
+            e = max(q - h, 0.0) + max(lo - q, 0.0)
+            acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[1] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 6]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[2] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, 0]
+        lo = h
+        v = X[s, 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 6]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, 7]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[3] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 8]
+        lo = h
+        v = X[s, m - 7]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 6]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 4] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 7]
+        lo = h
+        v = X[s, m - 6]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 3] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        h = X[s, m - 6]
+        lo = h
+        v = X[s, m - 5]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 4]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 3]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 2]
+        h = max(h, v)
+        lo = min(lo, v)
+        v = X[s, m - 1]
+        h = max(h, v)
+        lo = min(lo, v)
+        q = mean + p[m - 2] * sd
+        e = max(q - h, 0.0) + max(lo - q, 0.0)
+        acc += e * e
+        out[j] = acc * inv * inv  # raw units to z units
 
 
 @nb.njit(cache=True, nogil=True)
-def _lb_rev_r1(zt, t, pt, acc):
-    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-1..t+1 of zt)."""
-    Z0 = zt[t - 1]; Z1 = zt[t + 0]; Z2 = zt[t + 1]
-    for b in range(acc.shape[0]):
-        v = Z0[b]
-        h = v
-        lo = v
-        v = Z1[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z2[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        a = pt - h
-        c = lo - pt
-        if a < 0.0:
-            a = 0.0
-        if c < 0.0:
-            c = 0.0
-        e = a + c
-        acc[b] += e * e
-
-
-@nb.njit(cache=True, nogil=True)
-def _lb_rev_r2(zt, t, pt, acc):
-    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-2..t+2 of zt)."""
-    Z0 = zt[t - 2]; Z1 = zt[t - 1]; Z2 = zt[t + 0]; Z3 = zt[t + 1]; Z4 = zt[t + 2]
-    for b in range(acc.shape[0]):
-        v = Z0[b]
-        h = v
-        lo = v
-        v = Z1[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z2[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z3[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z4[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        a = pt - h
-        c = lo - pt
-        if a < 0.0:
-            a = 0.0
-        if c < 0.0:
-            c = 0.0
-        e = a + c
-        acc[b] += e * e
-
-
-@nb.njit(cache=True, nogil=True)
-def _lb_rev_r3(zt, t, pt, acc):
-    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-3..t+3 of zt)."""
-    Z0 = zt[t - 3]; Z1 = zt[t - 2]; Z2 = zt[t - 1]; Z3 = zt[t + 0]; Z4 = zt[t + 1]; Z5 = zt[t + 2]; Z6 = zt[t + 3]
-    for b in range(acc.shape[0]):
-        v = Z0[b]
-        h = v
-        lo = v
-        v = Z1[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z2[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z3[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z4[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z5[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z6[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        a = pt - h
-        c = lo - pt
-        if a < 0.0:
-            a = 0.0
-        if c < 0.0:
-            c = 0.0
-        e = a + c
-        acc[b] += e * e
-
-
-@nb.njit(cache=True, nogil=True)
-def _lb_rev_r4(zt, t, pt, acc):
-    """acc[b] += reversed LB_Keogh term of pattern value pt at interior point t (rows t-4..t+4 of zt)."""
-    Z0 = zt[t - 4]; Z1 = zt[t - 3]; Z2 = zt[t - 2]; Z3 = zt[t - 1]; Z4 = zt[t + 0]; Z5 = zt[t + 1]; Z6 = zt[t + 2]; Z7 = zt[t + 3]; Z8 = zt[t + 4]
-    for b in range(acc.shape[0]):
-        v = Z0[b]
-        h = v
-        lo = v
-        v = Z1[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z2[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z3[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z4[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z5[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z6[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z7[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        v = Z8[b]
-        if v > h:
-            h = v
-        if v < lo:
-            lo = v
-        a = pt - h
-        c = lo - pt
-        if a < 0.0:
-            a = 0.0
-        if c < 0.0:
-            c = 0.0
-        e = a + c
-        acc[b] += e * e
-
-
-@nb.njit(cache=True, nogil=True)
-def lb_rev_interior(zt, t, pt, r, acc):
-    """Add the reversed LB_Keogh term of point t (r <= t <= m - 1 - r) for every lane of zt (m, lanes)
-    if r <= R_MAX; returns False (nothing done) for a wider band."""
+def rev_batch(X, base, sel, nsel, means, invs, p, r, out):
+    """Reversed LB_Keogh of the selected rows of a mini-batch (see ``_rev_batch_r2``) if r <= R_MAX and
+    m >= 2r + 1; returns False (nothing done) otherwise."""
+    if X.shape[1] < 2 * r + 1:
+        return False
     if r == 0:
-        _lb_rev_r0(zt, t, pt, acc)
+        _rev_batch_r0(X, base, sel, nsel, means, invs, p, out)
     elif r == 1:
-        _lb_rev_r1(zt, t, pt, acc)
+        _rev_batch_r1(X, base, sel, nsel, means, invs, p, out)
     elif r == 2:
-        _lb_rev_r2(zt, t, pt, acc)
+        _rev_batch_r2(X, base, sel, nsel, means, invs, p, out)
     elif r == 3:
-        _lb_rev_r3(zt, t, pt, acc)
+        _rev_batch_r3(X, base, sel, nsel, means, invs, p, out)
     elif r == 4:
-        _lb_rev_r4(zt, t, pt, acc)
+        _rev_batch_r4(X, base, sel, nsel, means, invs, p, out)
     else:
         return False
     return True

@@ -34,7 +34,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 import numba as nb  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tsops.similarity._banded import R_MAX, dp_row_interior, lb_rev_interior  # noqa: E402
+from tsops.similarity._banded import R_MAX, dp_row_interior, rev_batch  # noqa: E402
 
 INF = np.inf
 # Lower bounds and computed DTW costs differ by rounding only (~m * 1e-16 relative); prune with a margin so
@@ -579,7 +579,7 @@ def _flush_pending(pend, pend_idx, npend, p, r, k, hd, hidx, filled, prev, cur, 
 _FAST = {"reassoc", "nsz", "arcp", "contract"}  # vectorised reductions; NaN/inf semantics kept
 
 
-@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+@nb.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
 def row_kim(X, s, p, normalize):
     """(LB_Kim ends, mean, 1/std, status) of row s; status 0 ok, 1 NaN/inf, 2 (near-)constant: the bound is
     then 0 so that the exact path decides. Vectorised reductions, one-pass variance when well conditioned:
@@ -621,6 +621,13 @@ def row_kim(X, s, p, normalize):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def kim_batch(X, base, cnt, p, normalize, kim, mean, inv, status):
+    """``row_kim`` of rows base..base+cnt-1 in one call (inlined: no call per row)."""
+    for j in range(cnt):
+        kim[j], mean[j], inv[j], status[j] = row_kim(X, base + j, p, normalize)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
 def row_keogh_middle(X, s, mean, inv, upper, lower):
     """LB_Keogh terms of rows 1..m-2 of the normalised row s."""
     m = X.shape[1]
@@ -637,85 +644,11 @@ def row_keogh_middle(X, s, mean, inv, upper, lower):
 
 
 @nb.njit(cache=True, nogil=True)
-def block_lb_reversed(zt, p, r, acc, hl):
-    """LB_Kim ends + reversed LB_Keogh of every lane of the normalised block zt (m, block) into acc: each
-    pattern point t in 1..m-2 against the range of the series over [t - r, t + r] (clipped). Much tighter than
-    the pattern's envelope when the pattern is rougher than the series (noisy weekly sales against smooth
-    walks: 97 % pruned instead of 63 %). Lanes vectorise; interior points use the unrolled ``_banded`` code.
-    Returns False (nothing computed) when r > R_MAX. Scratch hl: (2, block)."""
-    m, block = zt.shape
-    if r > R_MAX:
-        return False
-    z0 = zt[0]
-    zl = zt[m - 1]
-    p0 = p[0]
-    pl = p[m - 1]
-    for b in range(block):
-        d = z0[b] - p0
-        acc[b] = d * d
-    if m > 1:
-        for b in range(block):
-            d = zl[b] - pl
-            acc[b] += d * d
-    hi = hl[0]
-    lo = hl[1]
-    for t in range(1, m - 1):
-        pt = p[t]
-        if r <= t and t <= m - 1 - r:
-            lb_rev_interior(zt, t, pt, r, acc)
-            continue
-        j0 = max(0, t - r)
-        j1 = min(m - 1, t + r)
-        zj = zt[j0]
-        for b in range(block):
-            hi[b] = zj[b]
-            lo[b] = zj[b]
-        for j in range(j0 + 1, j1 + 1):
-            zj = zt[j]
-            for b in range(block):
-                v = zj[b]
-                if v > hi[b]:
-                    hi[b] = v
-                if v < lo[b]:
-                    lo[b] = v
-        for b in range(block):
-            a = pt - hi[b]
-            c = lo[b] - pt
-            if a < 0.0:
-                a = 0.0
-            if c < 0.0:
-                c = 0.0
-            e = a + c
-            acc[b] += e * e
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
 def _threshold(tau0, hd, k, filled):
     """Squared distance a series must beat: the thread-local k-th best once there are k, at most tau0."""
     if filled == k and hd[k - 1] < tau0:
         return hd[k - 1]
     return tau0
-
-
-@nb.njit(cache=True, nogil=True)
-def _approx_load(X, cand, ncand, mean, inv, force, zt):
-    """Columns b < ncand of zt = rows cand[b] of X normalised with the scan's (mean, 1/std): one pass, no
-    division; lanes past ncand are zeroed. Rows the scan could not bound (force[b]) get zeros too."""
-    m, block = zt.shape
-    for b in range(ncand):
-        s = cand[b]
-        mu = mean[b]
-        iv = inv[b]
-        if force[b]:
-            mu = 0.0
-            iv = 0.0
-        for i in range(m):
-            zt[i, b] = (X[s, i] - mu) * iv
-    for i in range(m):
-        zi = zt[i]
-        for b in range(ncand, block):
-            zi[b] = 0.0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -726,41 +659,15 @@ def _exact_block(X, rows, nrows, normalize, p, r, k, zt, ok, vecs, hd, hidx, fil
     return filled, _threshold(tau0, hd, k, filled)
 
 
-@nb.njit(cache=True, nogil=True)
-def _screen(X, cand, ncand, cmean, cinv, force, normalize, p, r, k, zt, ok, vecs, lbv, hl, exact, nexact, hd, hidx,
-            filled, prev, cur, dd, tau0, t):
-    """Candidates of the row scan, a block at a time. For r <= R_MAX: normalised with the scan's statistics,
-    screened by the reversed LB_Keogh, and what passes is queued in ``exact`` for the exact DTW (flushed when
-    full); wider bands go straight to the exact DTW. Returns (filled, nexact, threshold)."""
-    if r > R_MAX:
-        filled, t = _exact_block(X, cand, ncand, normalize, p, r, k, zt, ok, vecs, hd, hidx, filled, prev, cur,
-                                 dd, tau0)
-        return filled, nexact, t
-    _approx_load(X, cand, ncand, cmean, cinv, force, zt)
-    block_lb_reversed(zt, p, r, lbv, hl)
-    thr = t * SCAN_MARGIN + SCAN_SLACK
-    for b in range(ncand):
-        if not force[b] and lbv[b] > thr:
-            continue
-        exact[nexact] = cand[b]
-        nexact += 1
-        if nexact == exact.shape[0]:
-            filled, t = _exact_block(X, exact, nexact, normalize, p, r, k, zt, ok, vecs, hd, hidx, filled, prev,
-                                     cur, dd, tau0)
-            nexact = 0
-            thr = t * SCAN_MARGIN + SCAN_SLACK
-    return filled, nexact, t
-
-
 @nb.njit(parallel=True, cache=True)
 def topk_scan(X, p, upper, lower, r, normalize, block, k, tau0, nchunks, out_d, out_i, bad):
-    """Top-k of equal-length series: a row-wise lower-bound scan (LB_Kim, LB_Keogh; no transposition, no
-    normalised copy). For r <= R_MAX the survivors are gathered in blocks normalised with the scan's
-    statistics and screened by the reversed LB_Keogh (``block_lb_reversed``, lanes vectorised); what passes
-    gets the exact normalisation and batched DTW (``block_dtw_sq``, bit-identical to the full vector).
-    Thresholds: min(tau0, thread-local k-th best), with the scan's margin for the approximate bounds."""
+    """Top-k of equal-length series: a row-wise lower-bound scan (no transposition, no normalised copy):
+    LB_Kim ends, then the reversed LB_Keogh when r <= R_MAX (the stronger bound for a rough pattern), then
+    LB_Keogh; survivors are gathered into blocks for the exact batched DTW (``block_load`` + ``block_dtw_sq``,
+    bit-identical to the full vector). Threshold: min(tau0, thread-local k-th best) with a rounding margin."""
     n, m = X.shape
     per = (n + nchunks - 1) // nchunks
+    rev = r <= R_MAX
     for c in nb.prange(nchunks):
         lo = c * per
         hi = min(n, lo + per)
@@ -768,29 +675,31 @@ def topk_scan(X, p, upper, lower, r, normalize, block, k, tau0, nchunks, out_d, 
         hidx = np.full(k, -1, dtype=np.int64)
         filled = 0
         zt, ok, vecs, prev, cur = _scratch(m, r, block)
-        lbv = np.empty(block)
-        hl = np.empty((2, block))
         dd = np.empty(block)
         cand = np.empty(block, dtype=np.int64)
-        cmean = np.empty(block)
-        cinv = np.empty(block)
-        force = np.zeros(block, dtype=np.bool_)
         ncand = 0
-        exact = np.empty(block, dtype=np.int64)
-        nexact = 0
-        t = tau0
         thr = tau0 * SCAN_MARGIN + SCAN_SLACK
         mb = 16
         kim = np.empty(mb)
         mean = np.empty(mb)
         inv = np.empty(mb)
         status = np.empty(mb, dtype=np.int64)
+        sel = np.empty(mb, dtype=np.int64)
+        rv = np.zeros(mb)
         for base in range(lo, hi, mb):
             cnt = min(mb, hi - base)
             # stats + LB_Kim of a mini-batch first: no data-dependent branch between rows, so the rows'
-            # latency chains overlap; the unpredictable pruning branches come after
-            for j in range(cnt):
-                kim[j], mean[j], inv[j], status[j] = row_kim(X, base + j, p, normalize)
+            # latency chains overlap; then the reversed LB_Keogh of the rows LB_Kim kept, in one call; the
+            # unpredictable pruning branches come after
+            kim_batch(X, base, cnt, p, normalize, kim, mean, inv, status)
+            use_rev = False
+            if rev:
+                nsel = 0
+                for j in range(cnt):
+                    if status[j] == 0 and kim[j] <= thr:
+                        sel[nsel] = j
+                        nsel += 1
+                use_rev = rev_batch(X, base, sel, nsel, mean, inv, p, r, rv)
             for j in range(cnt):
                 st = status[j]
                 if st == 1:
@@ -799,24 +708,19 @@ def topk_scan(X, p, upper, lower, r, normalize, block, k, tau0, nchunks, out_d, 
                 if st == 0:
                     if kim[j] > thr:
                         continue
+                    if use_rev and kim[j] + rv[j] > thr:
+                        continue
                     if kim[j] + row_keogh_middle(X, base + j, mean[j], inv[j], upper, lower) > thr:
                         continue
                 cand[ncand] = base + j
-                cmean[ncand] = mean[j]
-                cinv[ncand] = inv[j]
-                force[ncand] = st != 0  # (near-)constant rows: no bound, straight to the exact DTW
                 ncand += 1
                 if ncand == block:
-                    filled, nexact, t = _screen(X, cand, ncand, cmean, cinv, force, normalize, p, r, k, zt, ok,
-                                                vecs, lbv, hl, exact, nexact, hd, hidx, filled, prev, cur, dd,
-                                                tau0, t)
+                    filled, t = _exact_block(X, cand, ncand, normalize, p, r, k, zt, ok, vecs, hd, hidx, filled,
+                                             prev, cur, dd, tau0)
                     ncand = 0
                     thr = t * SCAN_MARGIN + SCAN_SLACK
         if ncand > 0:
-            filled, nexact, t = _screen(X, cand, ncand, cmean, cinv, force, normalize, p, r, k, zt, ok, vecs,
-                                        lbv, hl, exact, nexact, hd, hidx, filled, prev, cur, dd, tau0, t)
-        if nexact > 0:
-            filled, t = _exact_block(X, exact, nexact, normalize, p, r, k, zt, ok, vecs, hd, hidx, filled, prev,
+            filled, t = _exact_block(X, cand, ncand, normalize, p, r, k, zt, ok, vecs, hd, hidx, filled, prev,
                                      cur, dd, tau0)
         for j in range(k):
             out_d[c, j] = hd[j]
