@@ -217,6 +217,47 @@ def test_reversed_keogh_is_a_lower_bound():
                 assert np.mean((kim + out) / d**2) > 0.3  # and not a trivial one
 
 
+@pytest.mark.parametrize("stretch", [0, 0.05, 0.1, 0.3])
+def test_topk_float32_screen_is_exact(stretch):
+    """Column-major input (as from a DataFrame) takes the float32 screen: the top-k must equal the stable
+    argsort of the exact float64 vector, with exact ties straddling the k-th place, constant series and
+    near-duplicates whose float32 distances collide."""
+    rng = np.random.default_rng(21)
+    m = 52
+    p = np.cumsum(rng.normal(size=m))
+    x = np.cumsum(rng.normal(size=(3000, m)), axis=1)
+    x[50:60] = p + rng.normal(scale=0.4, size=(10, m))
+    x[2000:2012] = x[55]  # 13 exact ties with row 55: they straddle k = 10 and 20
+    x[100] = 3.0  # constant
+    x[101] = x[52] * (1 + 1e-12)  # a float32 collision with row 52 whose float64 distance differs
+    f = np.asfortranarray(x)
+    full = dtw_distances(f, p, stretch)
+    for k in (1, 5, 10, 20, 40):
+        top = dtw_topk(f, p, stretch, k=k)
+        expected = np.argsort(full, kind="stable")[:k]
+        np.testing.assert_array_equal(top.indices, expected)
+        np.testing.assert_array_equal(top.distances, full[expected])
+    f[7, 3] = np.inf
+    with pytest.raises(NonFiniteSeriesError, match="rows 7"):
+        dtw_topk(f, p, stretch, k=5)
+
+
+def test_float32_error_model_bounds_the_float32_dtw():
+    from tsops.similarity._kernels import _full_f32_t, f32_error_model
+
+    rng = np.random.default_rng(4)
+    for m, r in ((52, 2), (52, 13), (200, 20)):
+        p = znormalize(rng.normal(size=m))
+        x = np.asfortranarray(np.vstack([np.cumsum(rng.normal(size=(500, m)), axis=1), rng.normal(size=(500, m))]))
+        exact = dtw_distances(x, p, r) ** 2
+        out = np.empty(len(x), dtype=np.float32)
+        assert _full_f32_t(x.T, p.astype(np.float32), r, 64, 2, out) == 0
+        a, b, c = f32_error_model(p)
+        bound = a * np.sqrt(exact) + b * exact + c
+        err = np.abs(out.astype(float) - exact)
+        assert np.all(err <= bound / 10), (m, r, float(np.max(err / bound)))  # the 10x safety factor holds
+
+
 def test_generated_banded_module_is_up_to_date():
     import subprocess
     import sys

@@ -764,3 +764,105 @@ def dtw_topk_full(X, transposed, p, r, normalize, block, nchunks, k, out):
     of a call, not the DP, is what dominates below a few thousand series)."""
     dtw_full_batched(X, np.empty(0, dtype=np.int64), False, transposed, p, r, normalize, block, nchunks, out)
     return smallest_k(out, k)
+
+
+@nb.njit(parallel=True, cache=True)
+def _full_f32_t(XT, p32, r, block, nchunks, out32):
+    """Squared DTW of every column of a time-major XT (m, n) in float32: the statistics in float64, the
+    normalised values and the DP in float32 (16 lanes per AVX-512 register instead of 8). A screen only:
+    see ``dtw_topk_screened``. Returns the number of columns with NaN/inf (NaN in out32)."""
+    m, n = XT.shape
+    nblocks = (n + block - 1) // block
+    nbad = 0
+    for c in nb.prange(nchunks):
+        zr = np.zeros(block, dtype=np.float32)
+        ok = np.ones(block, dtype=np.bool_)
+        vecs = np.empty((6, block))
+        prev = np.empty((2 * r + 3, block), dtype=np.float32)
+        cur = np.empty((2 * r + 3, block), dtype=np.float32)
+        d = np.empty(block, dtype=np.float32)
+        for bi in range(c * nblocks // nchunks, (c + 1) * nblocks // nchunks):
+            s0 = bi * block
+            nb_ = min(block, n - s0)
+            block_dtw_sq_t(XT, s0, nb_, True, p32, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5],
+                           zr, prev, cur, d)
+            for b in range(nb_):
+                if ok[b]:
+                    out32[s0 + b] = d[b]
+                else:
+                    out32[s0 + b] = np.nan
+                    nbad += 1
+    return nbad
+
+
+@nb.njit(cache=True)
+def f32_error_model(p):
+    """(a, b, c) with |float32 DTW^2 - exact DTW^2| <= a sqrt(s) + b s + c at a squared distance s, for a
+    z-normalised pattern p of length m and z-normalised series (|z| <= sqrt(m - 1)); 10x the analysis:
+    each difference z - p is off by eps <= 2^-23 (|z| + |p|) (input rounding, subtraction), a path has at
+    most L = 2m - 1 cells, so sum |2 d eps| <= 2 eps sqrt(L s), squares and additions add (L + 1) 2^-24 s,
+    and the eps^2 terms L eps^2."""
+    m = p.shape[0]
+    pmax = 0.0
+    for i in range(m):
+        pmax = max(pmax, abs(p[i]))
+    u = 2.0**-24
+    eps = 2 * u * (math.sqrt(max(m - 1, 1)) + pmax)
+    L = 2 * m - 1
+    return 10 * 2 * eps * math.sqrt(L), 10 * (L + 1) * u, 10 * L * eps * eps + 1e-30
+
+
+@nb.njit(cache=True)
+def _f32_error(s, a, b, c):
+    """Upper bound of |float32 DTW^2 - exact DTW^2| at a squared distance s (see ``f32_error_model``)."""
+    return a * math.sqrt(s) + b * s + c
+
+
+@nb.njit(cache=True)
+def dtw_topk_screened(XT, p, r, block, nchunks, k):
+    """Exact top-k of the columns of a time-major XT (m, n), z-normalised: a float32 screen, then the exact
+    float64 DTW of the candidates only.
+
+    The float32 pass (``_full_f32_t``, ~1.6x faster) gives every squared distance within e(s) = ea sqrt(s) +
+    eb s + ec of the exact one (``f32_error_model``: a 10x safety factor on the rounding analysis). With T the k-th
+    smallest float32 value, T1 = T + e(T) bounds the exact k-th distance from above, so every series of the
+    exact top-k (ties included) has a float32 value <= T1 + e(T1): those candidates are recomputed exactly
+    (``block_dtw_sq_t`` on their gathered columns: the same bits as the full vector) and the k smallest
+    returned, ties by lower index. Returns (indices, distances, number of NaN/inf columns)."""
+    m, n = XT.shape
+    ea, eb, ec = f32_error_model(p)
+    p32 = p.astype(np.float32)
+    out32 = np.empty(n, dtype=np.float32)
+    nbad = _full_f32_t(XT, p32, r, block, nchunks, out32)
+    if nbad > 0:
+        return np.empty(0, dtype=np.int64), np.empty(0), nbad
+    first, _ = smallest_k(out32, k)
+    t = float(out32[first[first.shape[0] - 1]])
+    t1 = t + _f32_error(t, ea, eb, ec)
+    cut = t1 + _f32_error(t1, ea, eb, ec)
+    nc = 0
+    for i in range(n):
+        if out32[i] <= cut:
+            nc += 1
+    cand = np.empty(nc, dtype=np.int64)
+    j = 0
+    for i in range(n):
+        if out32[i] <= cut:
+            cand[j] = i
+            j += 1
+    buf = np.empty((m, nc))
+    for i in range(m):
+        src = XT[i]
+        dst = buf[i]
+        for j in range(nc):
+            dst[j] = src[cand[j]]
+    zr = np.zeros(nc)
+    ok = np.ones(nc, dtype=np.bool_)
+    vecs = np.empty((6, nc))
+    prev = np.empty((2 * r + 3, nc))
+    cur = np.empty((2 * r + 3, nc))
+    exact = np.empty(nc)
+    block_dtw_sq_t(buf, 0, nc, True, p, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5], zr, prev,
+                   cur, exact)
+    sel, _ = smallest_k(exact, k)
+    return cand[sel], np.sqrt(exact[sel]), 0

@@ -190,6 +190,12 @@ def dtw_topk(
         if x.flags.c_contiguous:
             idx, has_nan = K.dtw_topk_full(x, False, p, r, bool(normalize), int(block),
                                            _n_chunks(n, block, threads), k, d)
+        elif normalize and k < n:  # time-major: a float32 screen, then the exact DTW of the candidates
+            block = _balanced_block(n, threads) if block == DEFAULT_BLOCK else block
+            idx, dist, nbad = K.dtw_topk_screened(x.T, p, r, int(block), _n_chunks(n, block, threads), k)
+            if nbad:  # the exact full vector names the rows (and raises)
+                dtw_distances(x, pattern, stretch, normalize, ids=ids)
+            return TopK(indices=idx, distances=dist, locations=np.zeros(len(idx), dtype=np.int64))
         else:
             block = _balanced_block(n, threads) if block == DEFAULT_BLOCK else block
             idx, has_nan = K.dtw_topk_full(x.T, True, p, r, bool(normalize), int(block),
