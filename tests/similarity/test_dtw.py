@@ -249,9 +249,13 @@ def test_float32_error_model_bounds_the_float32_dtw():
     for m, r in ((52, 2), (52, 13), (200, 20)):
         p = znormalize(rng.normal(size=m))
         x = np.asfortranarray(np.vstack([np.cumsum(rng.normal(size=(500, m)), axis=1), rng.normal(size=(500, m))]))
+        x[:40] = x[:40] * 1e-3 + 1e5  # mean >> std: those blocks take the two-pass statistics
+        x[45] = 7.0  # constant
         exact = dtw_distances(x, p, r) ** 2
         out = np.empty(len(x), dtype=np.float32)
-        assert _full_f32_t(x.T, p.astype(np.float32), r, 64, 2, out) == 0
+        kbest = np.empty((2, 5))
+        assert _full_f32_t(x.T, p.astype(np.float32), r, 64, 2, out, kbest) == 0
+        np.testing.assert_array_equal(np.sort(kbest.ravel())[:5], np.sort(out)[:5])
         a, b, c = f32_error_model(p)
         bound = a * np.sqrt(exact) + b * exact + c
         err = np.abs(out.astype(float) - exact)

@@ -766,12 +766,108 @@ def dtw_topk_full(X, transposed, p, r, normalize, block, nchunks, k, out):
     return smallest_k(out, k)
 
 
+@nb.njit(cache=True, nogil=True, fastmath=_FAST)
+def _stats32(XT, s0, nb_, ssum, sq, mx, mn):
+    """Per-column sum, sum of squares, max and min of XT[:, s0:s0+nb_], four rows per pass over the lanes
+    (any summation order will do for the screen)."""
+    m = XT.shape[0]
+    x0 = XT[0, s0:s0 + nb_]
+    for b in range(nb_):
+        ssum[b] = 0.0
+        sq[b] = 0.0
+        mx[b] = x0[b]
+        mn[b] = x0[b]
+    i = 0
+    while i + 4 <= m:
+        r0 = XT[i, s0:s0 + nb_]
+        r1 = XT[i + 1, s0:s0 + nb_]
+        r2 = XT[i + 2, s0:s0 + nb_]
+        r3 = XT[i + 3, s0:s0 + nb_]
+        for b in range(nb_):
+            a0 = r0[b]
+            a1 = r1[b]
+            a2 = r2[b]
+            a3 = r3[b]
+            ssum[b] += (a0 + a1) + (a2 + a3)
+            sq[b] += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3)
+            hi = max(max(a0, a1), max(a2, a3))
+            lo = min(min(a0, a1), min(a2, a3))
+            if hi > mx[b]:
+                mx[b] = hi
+            if lo < mn[b]:
+                mn[b] = lo
+        i += 4
+    while i < m:
+        r0 = XT[i, s0:s0 + nb_]
+        for b in range(nb_):
+            a0 = r0[b]
+            ssum[b] += a0
+            sq[b] += a0 * a0
+            if a0 > mx[b]:
+                mx[b] = a0
+            if a0 < mn[b]:
+                mn[b] = a0
+        i += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def block_dtw_sq_t32(XT, s0, nb_, p32, r, ok, ssum, sq, mx, mn, mean, inv, zr, prev, cur, out):
+    """Float32 screen of columns s0..s0+nb_ of a time-major XT: squared DTW to p32 with the normalised
+    values and the DP in float32 (16 lanes per AVX-512 register). Statistics in float64, in one pass
+    (``_stats32``; two passes for the block when a column is ill-conditioned, E[x^2] / var >= 1e4, or its
+    squares overflow); normalisation by a reciprocal. z is then off by < 1e-10 |z| before its float32
+    rounding, far inside ``f32_error_model``."""
+    m = XT.shape[0]
+    block = zr.shape[0]
+    _stats32(XT, s0, nb_, ssum, sq, mx, mn)
+    for b in range(block):
+        zr[b] = 0.0
+        mean[b] = 0.0
+        inv[b] = 0.0
+        ok[b] = False
+    redo = False
+    for b in range(nb_):
+        ok[b] = math.isfinite(ssum[b])
+        mu = ssum[b] / m
+        var = sq[b] / m - mu * mu
+        mean[b] = mu
+        if ok[b] and mx[b] > mn[b]:
+            if var > 1e-4 * (sq[b] / m) and math.isfinite(var):
+                inv[b] = 1.0 / math.sqrt(var)
+            else:
+                redo = True
+    if redo:  # two-pass statistics for this block, as the exact kernel computes them
+        for b in range(nb_):
+            sq[b] = 0.0
+        for i in range(m):
+            xi = XT[i, s0:s0 + nb_]
+            for b in range(nb_):
+                d = xi[b] - mean[b]
+                sq[b] += d * d
+        for b in range(nb_):
+            sd = math.sqrt(sq[b] / m)
+            inv[b] = 1.0 / sd if (ok[b] and mx[b] > mn[b] and sd > 0.0) else 0.0
+    _dp_init(r, prev, cur)
+    for i in range(m):
+        xi = XT[i, s0:s0 + nb_]
+        for b in range(nb_):
+            zr[b] = (xi[b] - mean[b]) * inv[b]
+        _dp_step(zr, i, m, p32, r, prev, cur)
+        tmp = prev
+        prev = cur
+        cur = tmp
+    res = prev[r + 1]
+    for b in range(out.shape[0]):
+        out[b] = res[b]
+
+
 @nb.njit(parallel=True, cache=True)
-def _full_f32_t(XT, p32, r, block, nchunks, out32):
-    """Squared DTW of every column of a time-major XT (m, n) in float32: the statistics in float64, the
-    normalised values and the DP in float32 (16 lanes per AVX-512 register instead of 8). A screen only:
-    see ``dtw_topk_screened``. Returns the number of columns with NaN/inf (NaN in out32)."""
+def _full_f32_t(XT, p32, r, block, nchunks, out32, kbest):
+    """Squared DTW of every column of a time-major XT (m, n) in float32 (``block_dtw_sq_t32``), and each
+    chunk's smallest values, ascending, in kbest (nchunks, k). A screen only: see ``dtw_topk_screened``.
+    Returns the number of columns with NaN/inf (NaN in out32)."""
     m, n = XT.shape
+    k = kbest.shape[1]
     nblocks = (n + block - 1) // block
     nbad = 0
     for c in nb.prange(nchunks):
@@ -781,14 +877,24 @@ def _full_f32_t(XT, p32, r, block, nchunks, out32):
         prev = np.empty((2 * r + 3, block), dtype=np.float32)
         cur = np.empty((2 * r + 3, block), dtype=np.float32)
         d = np.empty(block, dtype=np.float32)
+        hd = kbest[c]
+        for j in range(k):
+            hd[j] = np.inf
         for bi in range(c * nblocks // nchunks, (c + 1) * nblocks // nchunks):
             s0 = bi * block
             nb_ = min(block, n - s0)
-            block_dtw_sq_t(XT, s0, nb_, True, p32, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5],
-                           zr, prev, cur, d)
+            block_dtw_sq_t32(XT, s0, nb_, p32, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5],
+                             zr, prev, cur, d)
             for b in range(nb_):
                 if ok[b]:
-                    out32[s0 + b] = d[b]
+                    v = d[b]
+                    out32[s0 + b] = v
+                    if v < hd[k - 1]:
+                        j = k - 1
+                        while j > 0 and hd[j - 1] > v:
+                            hd[j] = hd[j - 1]
+                            j -= 1
+                        hd[j] = v
                 else:
                     out32[s0 + b] = np.nan
                     nbad += 1
@@ -819,25 +925,47 @@ def _f32_error(s, a, b, c):
 
 
 @nb.njit(cache=True)
-def dtw_topk_screened(XT, p, r, block, nchunks, k):
-    """Exact top-k of the columns of a time-major XT (m, n), z-normalised: a float32 screen, then the exact
-    float64 DTW of the candidates only.
+def _auto_layout(n, block, threads):
+    """(block, nchunks) for the time-major screen: equal blocks of at most 512 lanes (a multiple of 16),
+    their count a multiple of the threads (811 series on 2 threads: 2 x 408), one chunk per thread while
+    the blocks are few. ``block`` > 0 is kept. Same rules as ``dtw._balanced_block`` / ``dtw._n_chunks``,
+    computed here to spare a small call the Python-side bookkeeping."""
+    if block <= 0:
+        nblocks = threads * max(1, -(-n // (threads * 512)))
+        lanes = -(-n // nblocks)
+        block = max(16, -(-lanes // 16) * 16)
+    blocks = max(1, -(-n // block))
+    if blocks <= 16 * threads:
+        return block, max(1, min(blocks, threads))
+    return block, max(1, min(blocks, 4 * threads))
+
+
+@nb.njit(cache=True)
+def dtw_topk_screened(XT, p, r, block, k, threads):
+    """Exact top-k of the columns of a time-major XT (m, n) to the raw pattern p, z-normalised: a float32
+    screen, then the exact float64 DTW of the candidates only. (A NaN/inf pattern returns count -1.)
 
     The float32 pass (``_full_f32_t``, ~1.6x faster) gives every squared distance within e(s) = ea sqrt(s) +
     eb s + ec of the exact one (``f32_error_model``: a 10x safety factor on the rounding analysis). With T the k-th
     smallest float32 value, T1 = T + e(T) bounds the exact k-th distance from above, so every series of the
     exact top-k (ties included) has a float32 value <= T1 + e(T1): those candidates are recomputed exactly
     (``block_dtw_sq_t`` on their gathered columns: the same bits as the full vector) and the k smallest
-    returned, ties by lower index. Returns (indices, distances, number of NaN/inf columns)."""
+    returned, ties by lower index. Returns (indices, distances, locations (zeros), number of NaN/inf
+    columns)."""
     m, n = XT.shape
+    p = znormalize_1d(p, True)  # the raw pattern comes in
+    if not math.isfinite(p[0]):
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), -1
+    block, nchunks = _auto_layout(n, block, threads)
     ea, eb, ec = f32_error_model(p)
     p32 = p.astype(np.float32)
     out32 = np.empty(n, dtype=np.float32)
-    nbad = _full_f32_t(XT, p32, r, block, nchunks, out32)
+    k = min(k, n)
+    kbest = np.empty((nchunks, k))
+    nbad = _full_f32_t(XT, p32, r, block, nchunks, out32, kbest)
     if nbad > 0:
-        return np.empty(0, dtype=np.int64), np.empty(0), nbad
-    first, _ = smallest_k(out32, k)
-    t = float(out32[first[first.shape[0] - 1]])
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), nbad
+    t = np.sort(kbest.ravel())[k - 1]  # the k-th smallest float32 value overall
     t1 = t + _f32_error(t, ea, eb, ec)
     cut = t1 + _f32_error(t1, ea, eb, ec)
     nc = 0
@@ -850,19 +978,20 @@ def dtw_topk_screened(XT, p, r, block, nchunks, k):
         if out32[i] <= cut:
             cand[j] = i
             j += 1
-    buf = np.empty((m, nc))
+    lanes = -(-nc // 8) * 8  # whole AVX-512 registers: no scalar remainder loops
+    buf = np.zeros((m, lanes))
     for i in range(m):
         src = XT[i]
         dst = buf[i]
         for j in range(nc):
             dst[j] = src[cand[j]]
-    zr = np.zeros(nc)
-    ok = np.ones(nc, dtype=np.bool_)
-    vecs = np.empty((6, nc))
-    prev = np.empty((2 * r + 3, nc))
-    cur = np.empty((2 * r + 3, nc))
-    exact = np.empty(nc)
-    block_dtw_sq_t(buf, 0, nc, True, p, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5], zr, prev,
+    zr = np.zeros(lanes)
+    ok = np.ones(lanes, dtype=np.bool_)
+    vecs = np.empty((6, lanes))
+    prev = np.empty((2 * r + 3, lanes))
+    cur = np.empty((2 * r + 3, lanes))
+    exact = np.empty(lanes)
+    block_dtw_sq_t(buf, 0, lanes, True, p, r, ok, vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5], zr, prev,
                    cur, exact)
-    sel, _ = smallest_k(exact, k)
-    return cand[sel], np.sqrt(exact[sel]), 0
+    sel, _ = smallest_k(exact[:nc], k)
+    return cand[sel], np.sqrt(exact[sel]), np.zeros(sel.shape[0], dtype=np.int64), 0

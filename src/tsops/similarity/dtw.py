@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numba
 import numpy as np
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 NanPolicy = Literal["raise", "interpolate"]
 DEFAULT_BLOCK = 64
 _NO_ROWS = np.empty(0, dtype=np.int64)
+_NUMBER = (int, float, np.floating, np.integer)
 _SMALL_N = 20_000  # below this, a top-k query is the full vector plus a stable argsort
 
 
@@ -32,9 +32,10 @@ class NonFiniteSeriesError(ValueError):
     """A series holds NaN or infinite values and the NaN policy does not repair them."""
 
 
-@dataclass(frozen=True)
-class TopK:
-    """The k closest series: row indices, distances (ascending; ties by index) and best window starts."""
+class TopK(NamedTuple):
+    """The k closest series: row indices, distances (ascending; ties by index) and best window starts.
+    (A named tuple: immutable like a frozen dataclass, and built in a third of the time, which shows on a
+    45-microsecond query.)"""
 
     indices: np.ndarray
     distances: np.ndarray
@@ -43,7 +44,7 @@ class TopK:
 
 def band_halfwidth(stretch: float, m: int) -> int:
     """Sakoe-Chiba half-width for a pattern of length m (UCR rule), clipped to m - 1."""
-    if not (isinstance(stretch, int | float | np.floating | np.integer) and math.isfinite(stretch)):
+    if not (isinstance(stretch, _NUMBER) and math.isfinite(stretch)):
         raise ValueError(f"stretch must be a finite number, got {stretch!r}")
     if stretch < 0:
         raise ValueError(f"stretch must be >= 0 (a fraction of the length, or steps when > 1), got {stretch}")
@@ -95,7 +96,7 @@ def _interpolate_rows(x: np.ndarray, ids: Sequence | None) -> np.ndarray:
     return x
 
 
-def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
+def _prepare(series, pattern, stretch, normalize, nan_policy, ids, normalize_pattern=True):
     x = np.asarray(series, dtype=np.float64)
     if x.ndim == 2 and not (x.flags.c_contiguous or x.flags.f_contiguous):
         x = np.ascontiguousarray(x)
@@ -116,10 +117,16 @@ def _prepare(series, pattern, stretch, normalize, nan_policy, ids):
     elif nan_policy != "raise":
         raise ValueError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
     r = band_halfwidth(stretch, m)
+    if not normalize_pattern:
+        return x, p_raw, r
     p = K.znormalize_1d(p_raw, bool(normalize))  # all NaN when the pattern holds NaN/inf
     if p[0] != p[0]:
-        raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
+        _raise_bad_pattern(p_raw)
     return x, p, r
+
+
+def _raise_bad_pattern(p_raw: np.ndarray) -> None:
+    raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
 
 
 def _raise_nonfinite(rows: np.ndarray, ids: Sequence | None) -> None:
@@ -181,21 +188,29 @@ def dtw_topk(
     """
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
+    x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids, normalize_pattern=False)
     n, length = x.shape
     k = min(int(k), n)
+    if length == len(p) and n <= _SMALL_N and not x.flags.c_contiguous and normalize and k < n:
+        # time-major, small: a float32 screen, then the exact DTW of the candidates (the kernel normalises
+        # the pattern and chooses the block layout: a query on 811 series takes ~35 us, every us shows)
+        idx, dist, loc, nbad = K.dtw_topk_screened(x.T, p, r, 0 if block == DEFAULT_BLOCK else int(block), k,
+                                                   numba.get_num_threads())
+        if nbad < 0:
+            _raise_bad_pattern(p)
+        if nbad:  # the exact full vector names the rows (and raises)
+            dtw_distances(x, pattern, stretch, normalize, ids=ids)
+        return TopK(idx, dist, loc)
+    p_raw = p
+    p = K.znormalize_1d(p_raw, bool(normalize))
+    if p[0] != p[0]:
+        _raise_bad_pattern(p_raw)
     if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, then the k smallest
         d = np.empty(n)
         threads = numba.get_num_threads()  # once per call: it takes a lock (~1 us)
         if x.flags.c_contiguous:
             idx, has_nan = K.dtw_topk_full(x, False, p, r, bool(normalize), int(block),
                                            _n_chunks(n, block, threads), k, d)
-        elif normalize and k < n:  # time-major: a float32 screen, then the exact DTW of the candidates
-            block = _balanced_block(n, threads) if block == DEFAULT_BLOCK else block
-            idx, dist, nbad = K.dtw_topk_screened(x.T, p, r, int(block), _n_chunks(n, block, threads), k)
-            if nbad:  # the exact full vector names the rows (and raises)
-                dtw_distances(x, pattern, stretch, normalize, ids=ids)
-            return TopK(indices=idx, distances=dist, locations=np.zeros(len(idx), dtype=np.int64))
         else:
             block = _balanced_block(n, threads) if block == DEFAULT_BLOCK else block
             idx, has_nan = K.dtw_topk_full(x.T, True, p, r, bool(normalize), int(block),
