@@ -128,10 +128,6 @@ def main() -> None:
         console.print(f"first call {name}: {dt:.2f} s (numba: {miss - miss0} kernels compiled, "
                       f"{hits - hits0} loaded from cache), excluded from the timings")
 
-    tslearn_cdist = None
-    if not args.no_tslearn:
-        # warmed up and timed in its own phase, after the tsops and dtaidistance timings
-        from tslearn.metrics import cdist_dtw as tslearn_cdist
 
     table = Table(title=f"DTW 1-vs-N, length 52, top-{args.k}; times in seconds (best of {args.repeat})")
     for col in ("workload", "stretch", "r", "tsops full", "dtai full", "dtai blk", "tslearn full", "x dtai", "x dtai cpu",
@@ -189,9 +185,13 @@ def main() -> None:
                                  topk_ok=topk_ok and np.array_equal(np.sort(dtai_topk), np.sort(tk.indices))))
         console.print(f"{wname}: numpy z-normalisation for the peers {t_norm:.3f} s (not counted)")
 
-    # tslearn last, in its own phase: its joblib worker pool would otherwise still be alive (and compete for
-    # the 2 cores) while the next tsops and dtaidistance timings run
-    if tslearn_cdist is not None:
+    # tslearn last, in its own phase, imported only now: its joblib worker pool would otherwise still be alive
+    # (and compete for the 2 cores) while the next tsops and dtaidistance timings run, and importing it
+    # (scikit-learn brings its own OpenMP runtime) slowed the 34-us tsops calls by ~7 us
+    tslearn_cdist = None
+    if not args.no_tslearn:
+        from tslearn.metrics import cdist_dtw as tslearn_cdist
+
         tslearn_cdist(q[None, :, None], znorm_rows(warm[:50])[:, :, None], global_constraint="sakoe_chiba",
                       sakoe_chiba_radius=2)
     for row in rows_out:
