@@ -145,6 +145,11 @@ def test_shape_errors(walks):
         dtw_distances(x, p, 0.1, ids=["a"])
     with pytest.raises(ValueError, match="k must be"):
         dtw_topk(x, p, 0.1, k=0)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="block must be a positive integer"):
+            dtw_distances(x, p, 0.1, block=bad)
+        with pytest.raises(ValueError, match="block must be a positive integer"):
+            dtw_topk(np.asfortranarray(x), p, 0.1, k=3, block=bad)
 
 
 @pytest.mark.parametrize("stretch", [0, 0.05, 0.1, 0.14, 0.25, 1.0])  # r = 0, 1, 3, 4 (unrolled), 8, 31

@@ -117,16 +117,24 @@ def _prepare(series, pattern, stretch, normalize, nan_policy, ids, normalize_pat
     elif nan_policy != "raise":
         raise ValueError(f"nan_policy must be 'raise' or 'interpolate', got {nan_policy!r}")
     r = band_halfwidth(stretch, m)
-    if not normalize_pattern:
-        return x, p_raw, r
+    return x, (_normalized_pattern(p_raw, normalize) if normalize_pattern else p_raw), r
+
+
+def _normalized_pattern(p_raw: np.ndarray, normalize: bool) -> np.ndarray:
     p = K.znormalize_1d(p_raw, bool(normalize))  # all NaN when the pattern holds NaN/inf
     if p[0] != p[0]:
         _raise_bad_pattern(p_raw)
-    return x, p, r
+    return p
 
 
 def _raise_bad_pattern(p_raw: np.ndarray) -> None:
     raise NonFiniteSeriesError(f"pattern has NaN/inf at positions {np.flatnonzero(~np.isfinite(p_raw)).tolist()}")
+
+
+def _check_block(block) -> int:
+    if not isinstance(block, int | np.integer) or block < 1:
+        raise ValueError(f"block must be a positive integer (series per SIMD block), got {block!r}")
+    return int(block)
 
 
 def _raise_nonfinite(rows: np.ndarray, ids: Sequence | None) -> None:
@@ -153,6 +161,7 @@ def dtw_distances(
     raises :class:`NonFiniteSeriesError` naming the offending rows (or ``ids``); ``'interpolate'`` fills NaNs
     linearly along time first.
     """
+    block = _check_block(block)
     x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids)
     n, length = x.shape
     out = np.empty(n)
@@ -188,23 +197,21 @@ def dtw_topk(
     """
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    block = _check_block(block)
     x, p, r = _prepare(series, pattern, stretch, normalize, nan_policy, ids, normalize_pattern=False)
     n, length = x.shape
     k = min(int(k), n)
     if length == len(p) and n <= _SMALL_N and not x.flags.c_contiguous and normalize and k < n:
         # time-major, small: a float32 screen, then the exact DTW of the candidates (the kernel normalises
         # the pattern and chooses the block layout: a query on 811 series takes ~35 us, every us shows)
-        idx, dist, loc, nbad = K.dtw_topk_screened(x.T, p, r, 0 if block == DEFAULT_BLOCK else int(block), k,
+        idx, dist, loc, nbad = K.dtw_topk_screened(x.T, p, r, 0 if block == DEFAULT_BLOCK else block, k,
                                                    numba.get_num_threads())
         if nbad < 0:
             _raise_bad_pattern(p)
-        if nbad:  # the exact full vector names the rows (and raises)
-            dtw_distances(x, pattern, stretch, normalize, ids=ids)
+        if nbad:
+            _raise_nonfinite(np.flatnonzero(~np.isfinite(x).all(axis=1)), ids)
         return TopK(idx, dist, loc)
-    p_raw = p
-    p = K.znormalize_1d(p_raw, bool(normalize))
-    if p[0] != p[0]:
-        _raise_bad_pattern(p_raw)
+    p = _normalized_pattern(p, normalize)
     if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, then the k smallest
         d = np.empty(n)
         threads = numba.get_num_threads()  # once per call: it takes a lock (~1 us)
@@ -285,24 +292,12 @@ def _full_vector(x: np.ndarray, p: np.ndarray, r: int, normalize: bool, block: i
                               _n_chunks(n, block, threads), out)
 
 
-def _balanced_block(n: int, threads: int, widest: int = 256) -> int:
-    """Block width for the time-major kernel (no transposition, so wide blocks cost nothing): equal blocks
-    of at most ``widest`` lanes, a multiple of 8 (one AVX-512 register), their count a multiple of the
-    threads, so that no thread waits on a straggler (811 series on 2 threads: 4 blocks of 208). Measured on
-    Zen 4: 256 lanes beat 128 by 5-10 % (811 series 44 vs 49 us; 1 M series 0.065 vs 0.073 s at r=2)."""
-    nblocks = threads * max(1, -(-n // (threads * widest)))
-    lanes = -(-n // nblocks)  # ceil division
-    return max(8, -(-lanes // 8) * 8)
+def _balanced_block(n: int, threads: int) -> int:
+    return K.balanced_block(n, threads, 256, 8)
 
 
 def _n_chunks(n: int, block: int, threads: int | None = None) -> int:
-    """Parallel work items: one per thread while the blocks are few (a call on 811 series is 13 blocks, and
-    every extra item is scheduling and scratch), a few per thread for balance on large inputs."""
-    blocks = max(1, -(-n // int(block)))
-    threads = threads or numba.get_num_threads()
-    if blocks <= 16 * threads:
-        return max(1, min(blocks, threads))
-    return max(1, min(blocks, 4 * threads))
+    return K.n_chunks(n, int(block), threads or numba.get_num_threads())
 
 
 def _rows_distances(x, rows, p, r, normalize, block) -> np.ndarray:
