@@ -365,3 +365,75 @@ def _is_number(s: str) -> bool:
 
 def _iso(us: int) -> str:
     return np.datetime64(int(us), "us").astype(str) + "Z"
+
+
+# ---------------------------------------------------------------------------------------------- series profile
+PROFILE_KEY = "profile"
+
+
+@dataclass(frozen=True)
+class SeriesProfile:
+    """The one owner of a series' sampling facts: computed by the quality stage, stored in the catalog (the
+    series document's ``profile`` key), read by every consumer (decomposition, imputation, anomalies, report,
+    baselines, neural models, conformal intervals, MASE scaling, drift check, train/tune/forecast).
+
+    ``period_seconds``/``phase_seconds``: the sampling grid (phase = offset of the grid from the Unix epoch in
+    ``[0, period)``); None when the series is event-like. ``season_lengths``: seasonal cycles in samples of that
+    grid detected from the data, strongest first (e.g. ``(144, 1008)`` for a 10-minute sensor with daily and
+    weekly cycles, ``(52,)`` for weekly sales with a yearly cycle, ``()`` when there is none);
+    ``season_names`` names them ('daily', 'weekly', 'yearly'). The quality figures (``n_raw``, ``n_rows``,
+    ``missing_ratio``, ``anomaly_ratio``) cover the whole history, not the last processing window.
+    """
+
+    series_id: str
+    period_seconds: float | None = None
+    phase_seconds: float | None = None
+    period_confidence: float = 0.0
+    season_lengths: tuple[int, ...] = ()
+    season_names: tuple[str, ...] = ()
+    season_strengths: tuple[float, ...] = ()
+    unit: str | None = None
+    first_ts: str | None = None
+    last_ts: str | None = None
+    n_raw: int = 0
+    n_rows: int = 0
+    n_missing: int = 0
+    n_imputed: int = 0
+    n_anomalies: int = 0
+    missing_ratio: float | None = None
+    anomaly_ratio: float | None = None
+    imputation_method: str | None = None
+    events: tuple[dict, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def season_length(self) -> int | None:
+        """The main seasonal cycle in samples (the strongest), or None when the series has none."""
+        return self.season_lengths[0] if self.season_lengths else None
+
+    def season_or(self, default: int = 1) -> int:
+        """The main season, or ``default`` (1 = no seasonality) when there is none."""
+        return self.season_lengths[0] if self.season_lengths else default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series_id": self.series_id, "period_seconds": self.period_seconds, "phase_seconds": self.phase_seconds,
+            "period_confidence": self.period_confidence, "season_lengths": list(self.season_lengths),
+            "season_names": list(self.season_names), "season_strengths": list(self.season_strengths),
+            "unit": self.unit, "first_ts": self.first_ts, "last_ts": self.last_ts, "n_raw": self.n_raw,
+            "n_rows": self.n_rows, "n_missing": self.n_missing, "n_imputed": self.n_imputed,
+            "n_anomalies": self.n_anomalies, "missing_ratio": self.missing_ratio,
+            "anomaly_ratio": self.anomaly_ratio, "imputation_method": self.imputation_method,
+            "events": [dict(e) for e in self.events], "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SeriesProfile:
+        d = dict(d)
+        for k in ("season_lengths", "season_names", "season_strengths", "events"):
+            d[k] = tuple(d.get(k) or ())
+        d["season_lengths"] = tuple(int(x) for x in d["season_lengths"])
+        known = set(cls.__dataclass_fields__)
+        extra = dict(d.pop("extra", None) or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        return cls(**{k: v for k, v in d.items() if k in known}, extra=extra)

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from tsops.datamodel import PROFILE_KEY, SeriesProfile
+
 log = logging.getLogger(__name__)
 
 JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -275,6 +277,17 @@ class Catalog:
             q = q.where(series.c.series_id.like(like.replace("*", "%")))
         with self.engine.connect() as c:
             return [_series_doc(r) for r in c.execute(q).mappings()]
+
+    def get_profile(self, dataset: str, series_id: str) -> SeriesProfile | None:
+        """The series' profile written by the quality stage (``tsops process``), or None before processing."""
+        doc = self.get_series(dataset, series_id)
+        prof = (doc or {}).get(PROFILE_KEY)
+        return SeriesProfile.from_dict(prof) if prof else None
+
+    def get_profiles(self, dataset: str) -> dict[str, SeriesProfile]:
+        """Every processed series' profile of ``dataset`` by series id (series not yet processed are absent)."""
+        return {d["series_id"]: SeriesProfile.from_dict(d[PROFILE_KEY])
+                for d in self.list_series(dataset) if d.get(PROFILE_KEY)}
 
     # ---------------------------------------------------------------- positions
     def get_positions(self, dataset: str, source: str) -> dict[str, Any]:
