@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -113,6 +113,11 @@ class CleaningConfig:
         if now.tzinfo is None:
             now = now.tz_localize("UTC")
         return int((now + pd.Timedelta(self.future_tolerance)).value // 1000)  # .value is always ns
+
+    def frozen_now(self) -> CleaningConfig:
+        """This config with ``now`` fixed to the wall clock (when unset), so every step of one call agrees on
+        which rows lie in the future."""
+        return self if self.now is not None else replace(self, now=pd.Timestamp.now(tz="UTC").isoformat())
 
     def period_us(self) -> float:
         return 0.0 if self.period is None else pd.Timedelta(self.period).value / 1000.0
@@ -221,13 +226,14 @@ def clean_series(df: pd.DataFrame, config: CleaningConfig | None = None) -> tupl
     """Clean one series' long frame; return (clean frame, JSON-serialisable quality document).
 
     The frame has one row per grid point: ``series_id, ts, value, raw_value, is_missing, is_imputed,
-    is_anomaly, anomaly_method, treatment, is_dup_conflict`` followed by the input's attribute columns
-    (constant per series, carried onto inserted rows). Rows with NaT or future timestamps are dropped and
-    counted in the document, never silently.
+    is_anomaly, anomaly_method, treatment, is_dup_conflict`` followed by the input's attribute columns: each
+    observed row keeps its own values, an inserted row only those constant over the series (see
+    :func:`_attach_attributes`). Rows with NaT timestamps, or beyond ``now + future_tolerance``, are left out
+    and counted in the document (``dropped``), never silently; the raw zone keeps them.
     """
     from tsops.analysis.decompose import infer_season_length
 
-    cfg = config or CleaningConfig()
+    cfg = (config or CleaningConfig()).frozen_now()
     sids = df["series_id"].astype(str).unique() if "series_id" in df.columns else []
     if len(sids) > 1:
         raise ValueError(f"clean_series takes one series, got {len(sids)} series_id values (e.g. {list(sids[:3])});"
@@ -280,13 +286,56 @@ def clean_series(df: pd.DataFrame, config: CleaningConfig | None = None) -> tupl
         "is_anomaly": is_anom, "anomaly_method": method_names(code),
         "treatment": np.where(is_anom, cfg.treatment, ""), "is_dup_conflict": batch.is_dup_conflict,
     })
-    for c in attrs:
-        first = frame[c].dropna().iloc[:1]
-        out[c] = (pd.Series(np.repeat(first.to_numpy(), len(out)), dtype=frame[c].dtype) if len(first)
-                  else pd.Series([None] * len(out), dtype=object))
+    if attrs:
+        codes = np.zeros(len(frame), np.int64)
+        _attach_attributes(out, frame, attrs, codes, ts, cfg.now_us(), np.array([0, len(out)], np.int64),
+                           batch.is_missing)
     doc = _quality_doc(sid, st, cfg, period, season, imputation, t, v, batch.raw_value, imputed, is_anom,
                        val.to_dict().get(sid, []))
     return out, doc
+
+
+def _attach_attributes(out: pd.DataFrame, frame: pd.DataFrame, attrs: list[str], codes: np.ndarray,
+                       ts_us: np.ndarray, now_us: int, out_offsets: np.ndarray, is_missing: np.ndarray) -> None:
+    """Give every clean row its own attribute values (in place on ``out``).
+
+    An observed row takes the attributes of the input row it came from: the kernels keep observed timestamps
+    as they are, so that row is found by (series, ts) among the rows the kernels kept (no NaT, not beyond
+    ``now_us``), the last one of a group of duplicates (the first under ``dedup='first'`` would differ only in
+    the value, which ``raw_value`` / ``is_dup_conflict`` record). An inserted (missing) row is no observation:
+    it carries only the attributes that are constant over its series in this batch (its keys, its unit) and
+    null elsewhere. ``codes`` are the series' codes in ``out`` order (0..n-1), ``ts_us`` int64 (NAT = missing).
+    """
+    keep = (ts_us != K.NAT) & (ts_us <= now_us)
+    rows = np.flatnonzero(keep)
+    rows = rows[np.lexsort((ts_us[rows], codes[rows]))]  # stable: arrival order within equal timestamps
+    c_k, t_k = codes[rows], ts_us[rows]
+    last = np.ones(rows.size, bool)
+    last[:-1] = (c_k[1:] != c_k[:-1]) | (t_k[1:] != t_k[:-1])
+    src = rows[last]  # one input row per kept (series, ts), in output order
+    observed = np.flatnonzero(~is_missing)
+    if observed.size != src.size:
+        raise AssertionError(f"cleaning kept {observed.size} observed rows but {src.size} distinct input "
+                             "timestamps: attribute rows cannot be matched")
+    take = np.full(len(out), -1, np.int64)
+    take[observed] = src
+    inserted = np.flatnonzero(is_missing)
+    n_series = out_offsets.size - 1
+    series_of_inserted = np.searchsorted(out_offsets, inserted, side="right") - 1
+    code_rows = codes[rows]
+    for c in attrs:
+        col = frame[c]
+        vals = col.take(np.where(take >= 0, take, 0)).reset_index(drop=True)
+        if inserted.size:
+            # one value per series when the column is constant there (nulls ignored), else null
+            per_series = col.iloc[rows].groupby(code_rows, sort=True)
+            nun = per_series.nunique(dropna=True).reindex(range(n_series), fill_value=0).to_numpy()
+            first = per_series.first().reindex(range(n_series)).to_numpy(dtype=object)
+            const = np.where(nun == 1, first, None)[series_of_inserted]
+            if pd.isna(const).any() and vals.dtype.kind in "iub":  # ints / bools stay ints / bools, with nulls
+                vals = vals.astype("boolean" if vals.dtype.kind == "b" else vals.dtype.name.capitalize())
+            vals.iloc[inserted] = pd.Series(const, dtype=vals.dtype).array
+        out[c] = vals
 
 
 def _score_imputation(imputation: dict, cfg: CleaningConfig, t: np.ndarray, v: np.ndarray, hidden: np.ndarray,
@@ -357,7 +406,7 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> tuple
     """
     from tsops.analysis.decompose import infer_season_length
 
-    cfg = config or CleaningConfig()
+    cfg = (config or CleaningConfig()).frozen_now()
     if "series_id" not in df.columns:
         raise ValueError(f"long frame is missing required column 'series_id'; got columns {list(df.columns)}")
     if needs_python_steps(cfg):
@@ -379,12 +428,10 @@ def clean_frame(df: pd.DataFrame, config: CleaningConfig | None = None) -> tuple
     batch = clean_many(ts, frame["value"].to_numpy(np.float64)[order], offsets, cfg)
     out = batch.to_frame(np.asarray(uniques, dtype=object), treatment=cfg.treatment)
     is_anom = batch.anomaly_code != 0
-    out_counts = np.diff(batch.offsets)
-    sorted_frame = frame.iloc[order]
-    for c in [c for c in frame.columns if c not in CORE_COLUMNS]:
-        first = sorted_frame.groupby(codes[order], sort=True)[c].first()
-        per = pd.Series(first.reindex(range(len(uniques))).to_numpy(), dtype=frame[c].dtype)
-        out[c] = per.iloc[np.repeat(np.arange(len(uniques)), out_counts)].reset_index(drop=True)
+    attrs = [c for c in frame.columns if c not in CORE_COLUMNS]
+    if attrs:
+        ts_in = np.where(nat, K.NAT, frame["ts"].to_numpy(dtype="datetime64[us]").view(np.int64))
+        _attach_attributes(out, frame, attrs, codes, ts_in, cfg.now_us(), batch.offsets, batch.is_missing)
     issues = val.to_dict()
     docs = []
     stats = batch.stats.to_dict(orient="records")
