@@ -111,9 +111,50 @@ SourceConfig = Annotated[
 ]
 
 
+class CleaningSettings(_Strict):
+    """A dataset's ``cleaning:`` section: what ``tsops process`` does to its series.
+
+    Every key is optional; an unset key keeps the default of :class:`tsops.quality.CleaningConfig` (the one
+    place the defaults live). The allowed values are checked here, so a typo fails at load, naming the key.
+    """
+
+    dedup: Literal["last", "first", "mean", "flag"] | None = Field(
+        default=None, description="same timestamp, different values: keep last/first, average, or flag (NaN)")
+    impute: Literal["linear", "spline", "seasonal", "locf", "ema", "none", "auto"] | None = Field(
+        default=None, description="gap filling; auto = best of a masked backtest per series (recorded)")
+    anomaly_methods: list[Literal["iqr", "iqr_diff", "residual"]] | None = None
+    treatment: Literal["none", "drop", "clip", "minmax", "ema", "interpolate"] | None = None
+    iqr_k: float | None = Field(default=None, gt=0)
+    iqr_diff_k: float | None = Field(default=None, gt=0)
+    residual_z: float | None = Field(default=None, gt=0)
+    max_fill: int | None = Field(default=None, ge=0, description="at most this many rows inserted per gap")
+    min_period_confidence: float | None = Field(default=None, ge=0, le=1)
+    period: str | None = Field(default=None, description="force the sampling period (e.g. 10m) instead of estimating it")
+    future_tolerance: str | None = Field(
+        default=None, description="rows later than now + this wait in raw until their time comes (default 5m)")
+
+    @field_validator("period", "future_tolerance")
+    @classmethod
+    def _dur(cls, v: str | None) -> str | None:
+        if v is not None and parse_duration(v).total_seconds() < 0:
+            raise ValueError(f"{v!r} must not be negative")
+        return v
+
+    def to_cleaning_kwargs(self) -> dict[str, Any]:
+        """The keys set in the file, as :class:`tsops.quality.CleaningConfig` arguments."""
+        out = self.model_dump(exclude_none=True)
+        for k in ("period", "future_tolerance"):
+            if k in out:
+                out[k] = f"{parse_duration(out[k]).total_seconds()}s"
+        if "anomaly_methods" in out:
+            out["anomaly_methods"] = tuple(out["anomaly_methods"])
+        return out
+
+
 class DatasetConfig(_Strict):
     series: SeriesSpec
     source: SourceConfig | None = None
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     retention: str | None = Field(default=None, description="keep this long, e.g. 90d; none = forever")
     quarantine_retention: str | None = None
 
@@ -322,6 +363,11 @@ datasets:
       # timestamp_column: event_time
       # id_column: id
     retention: 90d             # delete day partitions older than this
+    # cleaning:                # what `tsops process` does (every key optional; defaults shown)
+    #   dedup: last            # last | first | mean | flag
+    #   impute: linear         # linear | spline | seasonal | locf | ema | none | auto (best per series)
+    #   max_fill: 10000        # longest gap (in samples) that is filled; longer ones stay open, counted
+    #   future_tolerance: 5m   # rows later than now + this wait in raw, processed when their time comes
 
   # The UCI air quality set (semicolon separated, decimal comma, -200 = missing)
   # air:

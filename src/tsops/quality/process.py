@@ -18,12 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tsops.analysis.seasonality import Season, candidate_lengths, detect_seasons
+from tsops.catalog.store import Catalog
 from tsops.config import Project
-from tsops.datamodel import POS, SRC, TS
+from tsops.datamodel import POS, PROFILE_KEY, SERIES_ID, SRC, TS, VALUE, SeriesProfile
+from tsops.engine import clean_dataset
+from tsops.lake.sql import connect as connect_lake
+from tsops.lake.sql import view_name
 from tsops.lake.store import Lake
+from tsops.quality.chain import CleaningConfig
+from tsops.quality.profile import build_profile, needs_season_check
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ SUMMARY_FIELDS = {"period_seconds": "period_s", "phase_seconds": "phase_s", "per
 
 @dataclass
 class ProcessReport:
+    """What one ``tsops process`` run did. Row accounting over the processed days (context days excluded):
+    ``rows_in = observed_out + duplicates_merged + deferred_future``, and
+    ``rows_out = observed_out + missing_inserted``."""
+
     dataset: str
     engine: str
     days_total: int = 0
@@ -42,12 +54,25 @@ class ProcessReport:
     series: int = 0
     rows_in: int = 0
     rows_out: int = 0
+    observed_out: int = 0
     missing_inserted: int = 0
+    duplicates_merged: int = 0
+    deferred_future: int = 0
+    deferred_days: list[str] = field(default_factory=list)
     anomalies: int = 0
+    values_changed: int = 0
+    profiles: int = 0
+    seasons_checked: int = 0
     seconds: float = 0.0
 
+    @property
+    def reconciled(self) -> bool:
+        return self.rows_in == self.observed_out + self.duplicates_merged + self.deferred_future
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["reconciled"] = self.reconciled
+        return d
 
 
 def day_fingerprint(lake: Lake, zone: str, dataset: str, day: dt.date) -> str:
@@ -89,23 +114,32 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
     return t
 
 
+def cleaning_config(project: Project, dataset: str) -> CleaningConfig:
+    """The dataset's ``cleaning:`` section of tsops.yaml as a :class:`CleaningConfig` (defaults where unset)."""
+    ds_cfg = project.config.datasets.get(dataset)
+    kwargs = ds_cfg.cleaning.to_cleaning_kwargs() if ds_cfg is not None else {}
+    try:
+        return CleaningConfig(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"datasets.{dataset}.cleaning: {err}") from err
+
+
 def process_dataset(
     project: Project,
     dataset: str,
     *,
     engine: str | None = None,
     full: bool = False,
-    config: Any = None,
+    config: CleaningConfig | None = None,
     window_days: int = 7,
     context_days: int = 1,
     on_window: Callable[[ProcessReport], None] | None = None,
 ) -> ProcessReport:
-    """Clean the raw day partitions of ``dataset`` that changed since they were last processed."""
-    from tsops.engine import clean_dataset
-    from tsops.quality import CleaningConfig
-
+    """Clean the raw day partitions of ``dataset`` that changed since they were last processed, or whose
+    rows were in the future then and whose time has come; then refresh each touched series' profile."""
     engine = engine or project.config.engine
-    cfg = config or CleaningConfig()
+    cfg = (config or cleaning_config(project, dataset)).frozen_now()
+    cutoff = pd.Timestamp(cfg.now_us(), unit="us", tz="UTC")  # rows after it wait in raw
     lake, catalog = project.lake(), project.catalog()
     report = ProcessReport(dataset=dataset, engine=engine)
     t0 = time.perf_counter()
@@ -113,27 +147,31 @@ def process_dataset(
     try:
         doc = (catalog.get_dataset(dataset) or {}).get("doc", {})
         done: dict[str, str] = dict(doc.get("processed", {}))
+        deferred: dict[str, int] = {k: int(v) for k, v in (doc.get("deferred") or {}).items()}
         days = lake.days("raw", dataset)
         report.days_total = len(days)
         fps = {d: day_fingerprint(lake, "raw", dataset, d) for d in days}
-        todo = [d for d in days if full or done.get(d.isoformat()) != fps[d]]
+        due = {d for d, last_us in deferred.items() if last_us <= cfg.now_us()}
+        todo = [d for d in days if full or done.get(d.isoformat()) != fps[d] or d.isoformat() in due]
         spark = None
         if engine == "spark" and todo:
             from tsops.engine.spark import get_spark
 
             spark = get_spark(scratch_dir=project.root / ".tsops" / "spark")
-        seen: set[str] = set()
+        docs_by_series: dict[str, dict] = {}
+        units: dict[str, str] = {}
         for window in _windows(todo, window_days):
             start = dt.datetime.combine(window[0] - dt.timedelta(days=context_days), dt.time(), dt.UTC)
             end = dt.datetime.combine(window[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
             raw = lake.read("raw", dataset, start=start, end=end)
             raw = raw.drop_columns([c for c in (SRC, POS) if c in raw.column_names])
             df = raw.to_pandas()
-            report.rows_in += int((df[TS] >= pd.Timestamp(window[0], tz="UTC")).sum()) if len(df) else 0
+            w0 = pd.Timestamp(window[0], tz="UTC")
+            _account_input(report, df, w0, cutoff, deferred, window)
             kwargs = {"spark": spark} if spark is not None else {}
             clean, docs = clean_dataset(df, cfg, engine=engine, **kwargs) if len(df) else (pd.DataFrame(), [])
             if len(clean):
-                keep = clean[TS] >= pd.Timestamp(window[0], tz="UTC")
+                keep = clean[TS] >= w0
                 clean = clean[keep & clean[TS].notna()]
             table = _to_arrow(clean) if len(clean) else None
             planned = lake.plan("clean", dataset, table, CLEAN_STEM) if table is not None else []
@@ -145,18 +183,20 @@ def process_dataset(
             if docs:
                 catalog.upsert_series(dataset, [{"series_id": d["series_id"], "quality": d, **_summary(d)}
                                                 for d in docs])
-            seen.update(d["series_id"] for d in docs)
-            report.rows_out += len(clean)
-            if len(clean):
-                report.missing_inserted += int(clean.get("is_missing", pd.Series(dtype=bool)).fillna(False).sum())
-                report.anomalies += int(clean.get("is_anomaly", pd.Series(dtype=bool)).fillna(False).sum())
+            docs_by_series.update((d["series_id"], d) for d in docs)
+            if len(clean) and "unit" in clean.columns:
+                units.update(clean.dropna(subset=["unit"]).groupby("series_id", sort=False)["unit"].last().to_dict())
+            _account_output(report, clean)
             for d in window:
                 done[d.isoformat()] = fps[d]
                 report.days_processed.append(d.isoformat())
-            catalog.upsert_dataset(dataset, {"processed": done, "cleaning": cfg.to_dict()})
+            catalog.upsert_dataset(dataset, {"processed": done, "deferred": deferred, "cleaning": cfg.to_dict()})
             if on_window:
                 on_window(report)
-        report.series = len(seen)
+        report.deferred_days = sorted(deferred)
+        report.series = len(docs_by_series)
+        if docs_by_series:
+            report.profiles, report.seasons_checked = refresh_profiles(lake, catalog, dataset, docs_by_series, units)
         report.seconds = time.perf_counter() - t0
         catalog.finish_run(run_id, "success", report.as_dict())
         return report
@@ -168,6 +208,113 @@ def process_dataset(
         catalog.close()
 
 
+def _account_input(report: ProcessReport, df: pd.DataFrame, w0: pd.Timestamp, cutoff: pd.Timestamp,
+                   deferred: dict[str, int], window: list[dt.date]) -> None:
+    """Count the window's raw rows (context day excluded): in, deferred to the future, merged duplicates;
+    record per day the latest timestamp that had to wait (the day is processed again once it has passed)."""
+    for d in window:
+        deferred.pop(d.isoformat(), None)
+    if not len(df):
+        return
+    ts = df[TS]
+    mine = (ts >= w0).to_numpy()
+    future = mine & (ts > cutoff).to_numpy()
+    eligible = mine & ~future
+    report.rows_in += int(mine.sum())
+    report.deferred_future += int(future.sum())
+    if future.any():
+        fut = ts[future]
+        for day, last in fut.groupby(fut.dt.date).max().items():
+            deferred[day.isoformat()] = int(last.value // 1000)
+    keys = df.loc[eligible, [SERIES_ID, TS]]
+    report.duplicates_merged += int(len(keys) - len(keys.drop_duplicates()))
+
+
+def _account_output(report: ProcessReport, clean: pd.DataFrame) -> None:
+    if not len(clean):
+        return
+    missing = clean["is_missing"].to_numpy(bool)
+    report.rows_out += len(clean)
+    report.missing_inserted += int(missing.sum())
+    report.observed_out += int((~missing).sum())
+    report.anomalies += int(clean["is_anomaly"].to_numpy(bool).sum())
+    raw, val = clean["raw_value"].to_numpy(float), clean["value"].to_numpy(float)
+    same = (raw == val) | (np.isnan(raw) & np.isnan(val))
+    report.values_changed += int((~same & ~missing).sum())
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+def history_figures(lake: Lake, dataset: str) -> dict[str, dict[str, Any]]:
+    """Whole-history figures of every series in the clean zone (one DuckDB scan of four columns)."""
+    if not lake.files("clean", dataset):
+        return {}
+    view = view_name("clean", dataset)
+    con = connect_lake(lake)
+    try:
+        rows = con.execute(
+            f'SELECT series_id, count(*) AS n_rows, sum(is_missing::INT) AS n_missing, '
+            f'sum(is_imputed::INT) AS n_imputed, sum(is_anomaly::INT) AS n_anomalies, '
+            f'min(ts) AS first_ts, max(ts) AS last_ts FROM "{view}" GROUP BY series_id').fetchall()
+    finally:
+        con.close()
+    out = {}
+    for sid, n, miss, imp, anom, first, last in rows:
+        out[str(sid)] = {"n_rows": int(n), "n_missing": int(miss or 0), "n_imputed": int(imp or 0),
+                         "n_anomalies": int(anom or 0), "first_ts": pd.Timestamp(first).isoformat(),
+                         "last_ts": pd.Timestamp(last).isoformat()}
+    return out
+
+
+def refresh_profiles(lake: Lake, catalog: Catalog, dataset: str, docs: dict[str, dict], units: dict[str, str],
+                     max_points: int = 50_000, batch_points: int = 5_000_000) -> tuple[int, int]:
+    """Write the profile of every series in ``docs`` (cleaned this run); return (profiles, seasons checked).
+
+    Seasons are detected on at most ``max_points`` recent grid points per series (enough for three cycles of
+    the longest cycle that fits), read from the clean zone in batches of about ``batch_points`` values, so memory
+    stays bounded by a batch whatever the size of the lake.
+    """
+    history = history_figures(lake, dataset)
+    stored = {s["series_id"]: s for s in catalog.list_series(dataset)}
+    previous = {sid: SeriesProfile.from_dict(s[PROFILE_KEY]) for sid, s in stored.items() if s.get(PROFILE_KEY)}
+    check: dict[str, tuple[float, int]] = {}  # series -> (period s, points to read)
+    for sid, d in docs.items():
+        h = history.get(sid, {})
+        p = d.get("period_seconds")
+        if p and needs_season_check(previous.get(sid), int(h.get("n_rows", 0))):
+            cands = candidate_lengths(p, min(int(h.get("n_rows", 0)), max_points))
+            need = 3 * max((k for _, k in cands), default=0)
+            check[sid] = (p, min(max(need, 1), max_points, int(h.get("n_rows", 0))))
+    seasons: dict[str, list[Season]] = {}
+    order = sorted(check, key=lambda s: check[s][0])
+    batch: list[str] = []
+    points = 0
+    for sid in order + [None]:
+        if sid is not None and (not batch or points + check[sid][1] <= batch_points):
+            batch.append(sid)
+            points += check[sid][1]
+            continue
+        if batch:
+            span = max(check[s][0] * check[s][1] for s in batch)
+            last = max(pd.Timestamp(history[s]["last_ts"]) for s in batch)
+            start = (last - pd.Timedelta(seconds=span)).to_pydatetime()
+            tab = lake.read("clean", dataset, start=start, series=batch, columns=[SERIES_ID, TS, VALUE])
+            frame = tab.to_pandas().sort_values([SERIES_ID, TS], kind="mergesort")
+            for s, g in frame.groupby(SERIES_ID, sort=False):
+                seasons[str(s)] = detect_seasons(g[VALUE].to_numpy(float)[-check[str(s)][1]:], check[str(s)][0])
+            for s in batch:
+                seasons.setdefault(s, [])
+        batch, points = ([sid], check[sid][1]) if sid is not None else ([], 0)
+    rows = []
+    for sid, d in docs.items():
+        h = dict(history.get(sid, {}))
+        h["n_raw"] = int(stored.get(sid, {}).get("count") or 0)
+        h["n_future_deferred"] = int((d.get("dropped") or {}).get("future", 0))
+        prof = build_profile(sid, d, h, seasons.get(sid), previous.get(sid), unit=units.get(sid))
+        rows.append({"series_id": sid, PROFILE_KEY: prof.to_dict()})
+    catalog.upsert_series(dataset, rows)
+    return len(rows), len(check)
+
+
 def processed_days(project: Project, dataset: str) -> list[str]:
     cat = project.catalog()
     try:
@@ -177,4 +324,5 @@ def processed_days(project: Project, dataset: str) -> list[str]:
     return sorted(doc.get("processed", {}))
 
 
-__all__ = ["ProcessReport", "day_fingerprint", "process_dataset", "processed_days"]
+__all__ = ["ProcessReport", "cleaning_config", "day_fingerprint", "history_figures", "process_dataset",
+           "processed_days", "refresh_profiles"]
