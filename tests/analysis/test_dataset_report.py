@@ -30,7 +30,7 @@ def test_analyze_and_report(sensor_project):
     assert rep.series == 6 and rep.pairs == 15
     doc = sensor_project.catalog().get_dataset("sensors")["doc"]["analysis"]
     assert len(doc["pearson"]) == 6
-    assert "profile" in sensor_project.catalog().get_series("sensors", "광주 A|C02")
+    assert "analysis" in sensor_project.catalog().get_series("sensors", "광주 A|C02")
     path = build_report(sensor_project, "sensors", max_series=2)
     html = path.read_text()
     assert "Quality per series" in html and "광주 A|C02" in html and "Correlation across series" in html

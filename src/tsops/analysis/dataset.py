@@ -3,7 +3,7 @@
 Reads the clean zone (each series on its own regular grid), profiles every series (statistics, ACF,
 stationarity, trend and seasonality strength), aligns all series on a common grid (they are sampled at
 different moments and periods), and computes Pearson and Spearman correlation and the best lag of every pair.
-The results land in the catalog: ``profile`` in each series document, ``analysis`` in the dataset document,
+The results land in the catalog: ``analysis`` (statistics) in each series document, ``analysis`` in the dataset document,
 so the forecasting stage can pick covariates and a user can see which sensors explain which.
 """
 
@@ -125,7 +125,7 @@ def analyze_dataset(project: Project, dataset: str, days: float | None = 30, max
             return rep
         periods = {s["series_id"]: s.get("period_s") for s in catalog.list_series(dataset) if s.get("period_s")}
         profiles, cross = analyze_frame(df, periods, max_lag=max_lag)
-        catalog.upsert_series(dataset, [{"series_id": sid, "profile": p} for sid, p in profiles.items()])
+        catalog.upsert_series(dataset, [{"series_id": sid, "analysis": p} for sid, p in profiles.items()])
         catalog.upsert_dataset(dataset, {"analysis": cross})
         rep.series = len(profiles)
         rep.pairs = len(cross.get("best_lags", []))

@@ -258,17 +258,21 @@ def process(
         return
     console.print(
         f"{dataset}: {len(r.days_processed)} day partition(s) processed on {r.engine} in {r.seconds:.1f} s: "
-        f"{r.series} series, {r.rows_in:,} raw rows -> {r.rows_out:,} clean rows "
-        f"({r.missing_inserted:,} missing rows inserted, {r.anomalies:,} anomalies treated)")
-    t = Table(title="quality per series")
-    for c in ("series_id", "period", "missing", "anomalies", "imputation"):
-        t.add_column(c)
-    for s in project.catalog().list_series(dataset):
-        if s.get("period_s") is None and s.get("missing_ratio") is None:
-            continue
-        t.add_row(s["series_id"], f"{s['period_s']:g} s" if s.get("period_s") else "–",
-                  f"{100 * s.get('missing_ratio', 0):.1f}%", f"{100 * s.get('anomaly_ratio', 0):.2f}%",
-                  str((s.get("quality") or {}).get("imputation", {}).get("method", "")))
+        f"{r.series} series, {r.rows_in:,} raw rows -> {r.rows_out:,} clean rows")
+    console.print(
+        f"  {r.observed_out:,} observed + {r.missing_inserted:,} missing rows inserted; "
+        f"{r.duplicates_merged:,} duplicate rows merged; {r.deferred_future:,} future rows wait in raw"
+        + (f" (days {', '.join(r.deferred_days)})" if r.deferred_days else "")
+        + f"; {r.anomalies:,} anomalies flagged, {r.values_changed:,} values changed (originals in raw_value)"
+        + ("" if r.reconciled else "  [red]NOT reconciled[/red]"))
+    t = Table(title="series profiles (whole history)")
+    for c in ("series_id", "period", "season", "rows", "missing", "anomalies", "imputation"):
+        t.add_column(c, overflow="fold")
+    for sid, p in project.catalog().get_profiles(dataset).items():
+        season = ", ".join(f"{n} {k}" for n, k in zip(p.season_names, p.season_lengths, strict=False)) or "none"
+        t.add_row(sid, f"{p.period_seconds:g} s" if p.period_seconds else "–", season, f"{p.n_rows:,}",
+                  f"{100 * (p.missing_ratio or 0):.1f}%", f"{100 * (p.anomaly_ratio or 0):.2f}%",
+                  p.imputation_method or "")
     console.print(t)
 
 

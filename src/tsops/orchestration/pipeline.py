@@ -61,6 +61,8 @@ def stage_process(ctx: Context) -> dict[str, Any]:
     rep = process_dataset(ctx.project, ctx.dataset)
     return {"days": rep.days_processed, "series": rep.series, "rows": rep.rows_out,
             "missing_inserted": rep.missing_inserted, "anomalies": rep.anomalies,
+            "duplicates_merged": rep.duplicates_merged, "deferred_future": rep.deferred_future,
+            "values_changed": rep.values_changed, "reconciled": rep.reconciled,
             "changed": bool(rep.days_processed)}
 
 

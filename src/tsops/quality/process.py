@@ -36,9 +36,6 @@ from tsops.quality.profile import build_profile, needs_season_check
 log = logging.getLogger(__name__)
 
 CLEAN_STEM = "clean"
-#: fields of the quality document copied to the top level of the series document (dashboards, listings)
-SUMMARY_FIELDS = {"period_seconds": "period_s", "phase_seconds": "phase_s", "period_confidence": "period_confidence",
-                  "missing_ratio": "missing_ratio", "anomaly_ratio": "anomaly_ratio", "duplicates": "duplicates"}
 
 
 @dataclass
@@ -91,12 +88,12 @@ def _windows(days: list[dt.date], size: int) -> list[list[dt.date]]:
     return out
 
 
-def _summary(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {top: doc[k] for k, top in SUMMARY_FIELDS.items() if k in doc}
-    imp = doc.get("imputation")
-    if isinstance(imp, dict) and "method" in imp:
-        out["imputation_method"] = imp["method"]
-    return out
+def _summary(profile: SeriesProfile, doc: dict[str, Any]) -> dict[str, Any]:
+    """Top-level copies of the profile for listings and dashboards (the profile stays the owner)."""
+    return {"period_s": profile.period_seconds, "phase_s": profile.phase_seconds,
+            "period_confidence": profile.period_confidence, "season_length": profile.season_length,
+            "missing_ratio": profile.missing_ratio, "anomaly_ratio": profile.anomaly_ratio,
+            "imputation_method": profile.imputation_method, "duplicates": doc.get("duplicates")}
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
@@ -181,8 +178,7 @@ def process_dataset(
                 if d not in written_days and lake.files("clean", dataset, d):
                     lake.delete_day("clean", dataset, d)
             if docs:
-                catalog.upsert_series(dataset, [{"series_id": d["series_id"], "quality": d, **_summary(d)}
-                                                for d in docs])
+                catalog.upsert_series(dataset, [{"series_id": d["series_id"], "quality": d} for d in docs])
             docs_by_series.update((d["series_id"], d) for d in docs)
             if len(clean) and "unit" in clean.columns:
                 units.update(clean.dropna(subset=["unit"]).groupby("series_id", sort=False)["unit"].last().to_dict())
@@ -310,7 +306,7 @@ def refresh_profiles(lake: Lake, catalog: Catalog, dataset: str, docs: dict[str,
         h["n_raw"] = int(stored.get(sid, {}).get("count") or 0)
         h["n_future_deferred"] = int((d.get("dropped") or {}).get("future", 0))
         prof = build_profile(sid, d, h, seasons.get(sid), previous.get(sid), unit=units.get(sid))
-        rows.append({"series_id": sid, PROFILE_KEY: prof.to_dict()})
+        rows.append({"series_id": sid, PROFILE_KEY: prof.to_dict(), **_summary(prof, d)})
     catalog.upsert_series(dataset, rows)
     return len(rows), len(check)
 
