@@ -214,3 +214,37 @@ def test_cleaning_settings_allow_what_the_chain_allows():
     assert set(get_args(get_args(f["dedup"].annotation)[0])) == set(_DEDUP)
     assert set(get_args(get_args(f["impute"].annotation)[0])) == set(IMPUTERS) | {"none", "auto"}
     assert set(get_args(get_args(f["treatment"].annotation)[0])) == set(TREATMENTS)
+
+
+def test_weekly_series_are_cleaned_in_one_window_and_get_their_period(tmp_path):
+    """Days one week apart are one window (context from the ingest statistics), so a weekly series has a period."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import yaml
+
+    from tsops.config import load_project
+    from tsops.ingest.base import Source, SourceBatch
+    from tsops.ingest.runner import run_ingest
+
+    (tmp_path / "tsops.yaml").write_text(yaml.safe_dump({"datasets": {"sales": {
+        "series": {"timestamp": "ts", "keys": ["product"], "values": ["sales"]}}}}))
+    project = load_project(tmp_path)
+    weeks = pd.date_range("2024-01-01", periods=52, freq="7D", tz="UTC")
+    rng = np.random.default_rng(0)
+
+    class Weekly(Source):
+        name = "weekly"
+
+        def batches(self):
+            n = len(weeks)
+            yield SourceBatch("w-1", pa.table({
+                "ts": pa.array(np.tile(weeks.as_unit("us").asi8, 3), pa.timestamp("us", tz="UTC")),
+                "product": np.repeat(["P1", "P2", "P3"], n).tolist(),
+                "sales": rng.poisson(20, 3 * n).astype(float)}), positions={"x": 1}, src="weekly")
+
+    run_ingest("sales", project.dataset("sales").series, Weekly(), project.lake(), project.catalog())
+    rep = process_dataset(project, "sales")
+    assert len(rep.days_processed) == 52 and rep.reconciled
+    prof = project.catalog().get_profile("sales", "P1")
+    assert prof.period_seconds == 7 * 86400 and prof.season_lengths == ()

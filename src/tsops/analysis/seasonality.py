@@ -2,7 +2,9 @@
 
 A cycle is a *candidate* when it is an integer number (>= 2) of sampling periods (rounded: a 597 s grid gives a
 daily cycle of 145 samples) and the series covers at least ``min_cycles`` of it. A candidate is *detected* when
-the autocorrelation at its lag, of the series with its slower movements removed, reaches ``threshold``:
+the autocorrelation at its lag, of the series with its slower movements removed, reaches ``threshold`` (or, over
+ten cycles or more, its per-phase means explain at least ``min_explained`` of what is left, and five times what
+they explain of pure noise):
 
 * the series is detrended by a centred moving average one cycle long (a straight line when the history holds
   fewer than three cycles), so persistence (a random walk, a slow drift) does not pass for seasonality;
@@ -25,11 +27,13 @@ CYCLES: tuple[tuple[str, float], ...] = (("daily", 86_400.0), ("weekly", 7 * 86_
 
 @dataclass(frozen=True)
 class Season:
-    """A detected cycle: its name, length in samples and strength (autocorrelation at that lag, in [-1, 1])."""
+    """A detected cycle: its name, length in samples, strength (autocorrelation at that lag of the detrended
+    series, in [-1, 1]) and the share of the detrended variance its per-phase means explain."""
 
     name: str
     length: int
     strength: float
+    explained: float = 0.0
 
 
 def candidate_lengths(period_seconds: float, n: int, min_cycles: float = 2.0) -> list[tuple[str, int]]:
@@ -95,9 +99,22 @@ def _phase_means(x: np.ndarray, k: int) -> np.ndarray:
     return m - m.mean()
 
 
+def _explained(d: np.ndarray, seasonal: np.ndarray, k: int) -> float:
+    """Share of the detrended variance the per-phase means explain (seasonal strength, 0..1)."""
+    ok = np.isfinite(d)
+    if ok.sum() < 2:
+        return 0.0
+    resid = d[ok] - seasonal[np.arange(d.size)[ok] % k]
+    v = float(np.var(d[ok]))
+    return max(0.0, 1.0 - float(np.var(resid)) / v) if v > 0 else 0.0
+
+
 def detect_seasons(values: np.ndarray, period_seconds: float | None, *, threshold: float = 0.3,
-                   min_cycles: float = 2.0) -> list[Season]:
+                   min_explained: float = 0.1, min_cycles: float = 2.0) -> list[Season]:
     """The natural cycles of a series on its regular grid (NaN = missing), strongest first; [] when none.
+
+    Detected: autocorrelation at the cycle's lag >= ``threshold``, or, over at least ten cycles (where per-phase
+    means are stable), per-phase means that explain >= ``min_explained`` of the detrended variance.
 
     ``values`` are consecutive grid points (period ``period_seconds``), oldest first; NaNs are interpolated.
     """
@@ -115,9 +132,13 @@ def detect_seasons(values: np.ndarray, period_seconds: float | None, *, threshol
     for name, k in cands:
         d = _detrend(rest, k)
         r = _acf_at(d, k)
-        if np.isfinite(r) and r >= threshold:
-            found.append(Season(name, k, round(r, 4)))
-            seasonal = _phase_means(d, k)
+        seasonal = _phase_means(d, k)
+        explained = _explained(d, seasonal, k)
+        long_history = x.size >= 10 * k
+        # per-phase means of pure noise explain about k / n of the variance: ask for five times that
+        floor = max(min_explained, 5.0 * k / x.size)
+        if np.isfinite(r) and (r >= threshold or (long_history and r > 0 and explained >= floor)):
+            found.append(Season(name, k, round(r, 4), round(explained, 4)))
             rest = rest - seasonal[np.arange(rest.size) % k]
     return sorted(found, key=lambda s: -s.strength)
 

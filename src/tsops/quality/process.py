@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,14 +78,22 @@ def day_fingerprint(lake: Lake, zone: str, dataset: str, day: dt.date) -> str:
     return hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:16]
 
 
-def _windows(days: list[dt.date], size: int) -> list[list[dt.date]]:
-    """Split sorted days into runs of contiguous days of at most ``size`` days."""
+def _windows(days: list[dt.date], rows: dict[dt.date, int], max_rows: int,
+             max_days: int | None = None, max_gap: int = 1) -> list[list[dt.date]]:
+    """Split sorted days into windows: days at most ``max_gap`` days apart, holding at most ``max_rows`` raw rows
+    (a day larger than that is a window alone) and at most ``max_days`` days. Few, large windows for slow series
+    (a year of weekly sales in one), bounded memory for fast ones."""
     out: list[list[dt.date]] = []
+    held = 0
     for d in days:
-        if out and len(out[-1]) < size and (d - out[-1][-1]).days == 1:
+        n = rows.get(d, 0)
+        if (out and (d - out[-1][-1]).days <= max_gap and held + n <= max_rows
+                and (max_days is None or len(out[-1]) < max_days)):
             out[-1].append(d)
+            held += n
         else:
             out.append([d])
+            held = n
     return out
 
 
@@ -128,12 +137,18 @@ def process_dataset(
     engine: str | None = None,
     full: bool = False,
     config: CleaningConfig | None = None,
-    window_days: int = 7,
-    context_days: int = 1,
+    max_rows: int = 2_000_000,
+    window_days: int | None = None,
+    context_days: int | None = None,
     on_window: Callable[[ProcessReport], None] | None = None,
 ) -> ProcessReport:
     """Clean the raw day partitions of ``dataset`` that changed since they were last processed, or whose
-    rows were in the future then and whose time has come; then refresh each touched series' profile."""
+    rows were in the future then and whose time has come; then refresh each touched series' profile.
+
+    Days are cleaned in windows of contiguous days of at most ``max_rows`` raw rows (and ``window_days`` days),
+    each read with ``context_days`` before it (default: three sampling periods of the slowest profiled series,
+    at least one day), so gaps, periods and anomalies at a window's edge see their neighbours.
+    """
     engine = engine or project.config.engine
     cfg = (config or cleaning_config(project, dataset)).frozen_now()
     cutoff = pd.Timestamp(cfg.now_us(), unit="us", tz="UTC")  # rows after it wait in raw
@@ -157,7 +172,10 @@ def process_dataset(
             spark = get_spark(scratch_dir=project.root / ".tsops" / "spark")
         docs_by_series: dict[str, dict] = {}
         units: dict[str, str] = {}
-        for window in _windows(todo, window_days):
+        if context_days is None:
+            context_days = max(1, math.ceil(3 * _slowest_period(catalog, dataset) / 86_400))
+        day_rows = {d: lake.rows("raw", dataset, d) for d in todo}
+        for window in _windows(todo, day_rows, max_rows, window_days, max_gap=context_days):
             start = dt.datetime.combine(window[0] - dt.timedelta(days=context_days), dt.time(), dt.UTC)
             end = dt.datetime.combine(window[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
             raw = lake.read("raw", dataset, start=start, end=end)
@@ -167,9 +185,10 @@ def process_dataset(
             _account_input(report, df, w0, cutoff, deferred, window)
             kwargs = {"spark": spark} if spark is not None else {}
             clean, docs = clean_dataset(df, cfg, engine=engine, **kwargs) if len(df) else (pd.DataFrame(), [])
-            if len(clean):
-                keep = clean[TS] >= w0
-                clean = clean[keep & clean[TS].notna()]
+            if len(clean):  # only the window's own days (the others in its span were context)
+                keep = clean[TS].notna() & (clean[TS] >= w0)
+                keep &= clean[TS].dt.date.isin(set(window))
+                clean = clean[keep]
             table = _to_arrow(clean) if len(clean) else None
             planned = lake.plan("clean", dataset, table, CLEAN_STEM) if table is not None else []
             written_days = {p.day for p in planned}
@@ -204,6 +223,20 @@ def process_dataset(
         catalog.close()
 
 
+def _slowest_period(catalog: Catalog, dataset: str) -> float:
+    """Seconds between samples of the dataset's slowest series: its profiled period, or, before any profile,
+    the mean spacing the ingest statistics give (first to last timestamp over the count)."""
+    slowest = 0.0
+    for s in catalog.list_series(dataset):
+        prof = s.get(PROFILE_KEY) or {}
+        p = prof.get("period_seconds")
+        if not p and s.get("count", 0) > 1 and s.get("first_ts") and s.get("last_ts"):
+            span = (pd.Timestamp(s["last_ts"]) - pd.Timestamp(s["first_ts"])).total_seconds()
+            p = span / (s["count"] - 1)
+        slowest = max(slowest, float(p or 0))
+    return slowest
+
+
 def _account_input(report: ProcessReport, df: pd.DataFrame, w0: pd.Timestamp, cutoff: pd.Timestamp,
                    deferred: dict[str, int], window: list[dt.date]) -> None:
     """Count the window's raw rows (context day excluded): in, deferred to the future, merged duplicates;
@@ -213,7 +246,7 @@ def _account_input(report: ProcessReport, df: pd.DataFrame, w0: pd.Timestamp, cu
     if not len(df):
         return
     ts = df[TS]
-    mine = (ts >= w0).to_numpy()
+    mine = ((ts >= w0) & ts.dt.date.isin(set(window))).to_numpy()
     future = mine & (ts > cutoff).to_numpy()
     eligible = mine & ~future
     report.rows_in += int(mine.sum())
