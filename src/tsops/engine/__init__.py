@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from tsops.engine.local import map_local, series_from_tables, split_series
@@ -96,9 +97,16 @@ def clean_dataset(data, config=None, engine: str = "local", *, vectorized: bool 
 
     cfg = config or CleaningConfig()
     if engine == "local" and vectorized and not needs_python_steps(cfg):
-        series = split_series(data) if isinstance(data, pd.DataFrame) else series_from_tables(data)
-        outs, docs, block, rows = [], [], [], 0
-        for g in series:
+        outs, docs = [], []
+        if isinstance(data, pd.DataFrame):
+            for block in _series_blocks(data, chunk_rows):
+                o, d = clean_frame(block, cfg)  # sorted by series_id, ts: no re-sort needed
+                outs.append(o)
+                docs.extend(d)
+            out = pd.concat(outs, ignore_index=True) if len(outs) > 1 else (outs[0] if outs else pd.DataFrame())
+            return out, docs
+        block, rows = [], 0  # a stream of tables grouped by series: stitch series, clean in blocks
+        for g in series_from_tables(data):
             block.append(g)
             rows += len(g)
             if rows >= chunk_rows:
@@ -118,6 +126,34 @@ def clean_dataset(data, config=None, engine: str = "local", *, vectorized: bool 
     docs = [json.loads(d) for d in out.loc[has_doc, DOC_COLUMN]]
     rows = out[out["ts"].notna()] if "ts" in out.columns else out
     return rows.drop(columns=[DOC_COLUMN]).reset_index(drop=True), docs
+
+
+def _series_blocks(df: pd.DataFrame, chunk_rows: int):
+    """Row blocks of about ``chunk_rows`` rows that never split a series, in series_id order (no per-series
+    frames: one factorize, one stable sort of the codes)."""
+    if df.empty:
+        return
+    if "series_id" not in df.columns:
+        raise ValueError(f"the data has no 'series_id' column; columns: {list(df.columns)}")
+    if len(df) <= chunk_rows:
+        yield df
+        return
+    codes, _ = pd.factorize(df["series_id"], sort=True)
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes))
+    start = 0
+    while start < len(order):
+        stop = _block_end(ends, start, chunk_rows)
+        yield df.iloc[order[start:stop]]
+        start = stop
+
+
+def _block_end(ends: np.ndarray, start: int, chunk_rows: int) -> int:
+    """The end row of a block starting at ``start``: the last series end within ``chunk_rows`` (at least one
+    series)."""
+    i = int(np.searchsorted(ends, start + chunk_rows, side="right")) - 1
+    first = int(np.searchsorted(ends, start, side="right"))
+    return int(ends[max(i, first)])
 
 
 __all__ = ["DOC_COLUMN", "ENGINES", "CleanWithDoc", "clean_dataset", "map_series", "normalize",

@@ -81,10 +81,12 @@ class Lake:
         return self.path(zone, _check_name("dataset", dataset))
 
     # ------------------------------------------------------------------ writing
-    def plan(self, zone: str, dataset: str, table: pa.Table, stem: str, ts_column: str = TS) -> list[PlannedFile]:
+    def plan(self, zone: str, dataset: str, table: pa.Table, stem: str, ts_column: str = TS,
+             presorted: bool = False) -> list[PlannedFile]:
         """Split ``table`` by UTC day of ``ts_column`` into one planned file per day partition.
 
-        Rows are sorted by (series_id, ts) inside each file so readers can prune row groups by series.
+        Rows are sorted by (series_id, ts) inside each file so readers can prune row groups by series
+        (``presorted=True``: the caller guarantees that order already, and the sort is skipped).
         """
         _check_name("file stem", stem)
         base = f"{zone}/{_check_name('dataset', dataset)}"
@@ -93,7 +95,7 @@ class Lake:
         ts = table.column(ts_column)
         us = pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(zero_copy_only=False)
         days = us // US_PER_DAY
-        if SERIES_ID in table.column_names:
+        if SERIES_ID in table.column_names and not presorted:
             order = pc.sort_indices(table, sort_keys=[(SERIES_ID, "ascending"), (ts_column, "ascending")])
             table, days = table.take(order), days[order.to_numpy()]
         out = []

@@ -44,7 +44,8 @@ class CleaningConfig:
     rows are inserted (the period is still reported). impute: 'linear', 'spline', 'seasonal', 'locf', 'ema', 'none' or 'auto' (best of
     :func:`compare_imputers` per series); residual_method: 'robust' (rolling/phase medians) or 'stl' for the
     residual anomaly rule; score_imputation: also score a fixed method on the series (RMSE /
-    MAE on hidden known values) for the quality document. anomaly_methods: any of 'iqr', 'iqr_diff', 'residual'.
+    MAE on hidden known values) for the quality document (a per-series Python step, off by default; 'auto'
+    always scores the candidates it chooses from). anomaly_methods: any of 'iqr', 'iqr_diff', 'residual'.
     treatment: 'none', 'drop' (value NaN, row kept), 'clip' (to the IQR fences), 'ema', 'interpolate'.
     """
 
@@ -68,7 +69,7 @@ class CleaningConfig:
     now: str | None = None
     consistent_columns: tuple[str, ...] = ("unit",)
     compare_imputers_frac: float = 0.1
-    score_imputation: bool = True
+    score_imputation: bool = False
     seed: int = 0
     extra: dict = field(default_factory=dict)
 

@@ -37,6 +37,7 @@ from tsops.quality.profile import build_profile, needs_season_check
 log = logging.getLogger(__name__)
 
 CLEAN_STEM = "clean"
+_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass
@@ -106,14 +107,10 @@ def _summary(profile: SeriesProfile, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
-    df = df.copy()
-    for c in df.columns:
-        if df[c].dtype == object:
-            # mixed None/str columns stay strings; None/bool flags become bool
-            non_null = df[c].dropna()
-            if len(non_null) and non_null.map(type).eq(bool).all():
-                df[c] = df[c].astype("boolean")
-    t = pa.Table.from_pandas(df, preserve_index=False)
+    """The clean frame as an Arrow table: None/bool flag columns (Spark's rows) as booleans, ts as UTC us."""
+    fix = {c: df[c].astype("boolean") for c in df.columns
+           if df[c].dtype == object and pd.api.types.infer_dtype(df[c], skipna=True) == "boolean"}
+    t = pa.Table.from_pandas(df.assign(**fix) if fix else df, preserve_index=False)
     if TS in t.column_names:
         i = t.column_names.index(TS)
         t = t.set_column(i, TS, t.column(TS).cast(pa.timestamp("us", tz="UTC")))
@@ -186,11 +183,14 @@ def process_dataset(
             kwargs = {"spark": spark} if spark is not None else {}
             clean, docs = clean_dataset(df, cfg, engine=engine, **kwargs) if len(df) else (pd.DataFrame(), [])
             if len(clean):  # only the window's own days (the others in its span were context)
-                keep = clean[TS].notna() & (clean[TS] >= w0)
-                keep &= clean[TS].dt.date.isin(set(window))
-                clean = clean[keep]
+                c_us = clean[TS].to_numpy(dtype="datetime64[us]").view(np.int64)
+                own = np.array([(d - _EPOCH).days for d in window], np.int64)
+                keep = np.isin(c_us // 86_400_000_000, own) & (c_us >= w0.value // 1000) & clean[TS].notna().to_numpy()
+                if not keep.all():
+                    clean = clean[keep]
             table = _to_arrow(clean) if len(clean) else None
-            planned = lake.plan("clean", dataset, table, CLEAN_STEM) if table is not None else []
+            # clean frames come sorted by (series_id, ts) from every engine (see tsops.engine)
+            planned = lake.plan("clean", dataset, table, CLEAN_STEM, presorted=True) if table is not None else []
             written_days = {p.day for p in planned}
             lake.write(planned)
             for d in window:  # a day whose rows all vanished (e.g. all duplicates) loses its old clean file
@@ -245,18 +245,21 @@ def _account_input(report: ProcessReport, df: pd.DataFrame, w0: pd.Timestamp, cu
         deferred.pop(d.isoformat(), None)
     if not len(df):
         return
-    ts = df[TS]
-    mine = ((ts >= w0) & ts.dt.date.isin(set(window))).to_numpy()
-    future = mine & (ts > cutoff).to_numpy()
+    us = df[TS].to_numpy(dtype="datetime64[us]").view(np.int64)
+    day = us // 86_400_000_000
+    own = np.array([(d - _EPOCH).days for d in window], np.int64)
+    mine = np.isin(day, own) & (us >= (w0.value // 1000))
+    future = mine & (us > cutoff.value // 1000)
     eligible = mine & ~future
     report.rows_in += int(mine.sum())
     report.deferred_future += int(future.sum())
     if future.any():
-        fut = ts[future]
-        for day, last in fut.groupby(fut.dt.date).max().items():
-            deferred[day.isoformat()] = int(last.value // 1000)
-    keys = df.loc[eligible, [SERIES_ID, TS]]
-    report.duplicates_merged += int(len(keys) - len(keys.drop_duplicates()))
+        f_day, f_us = day[future], us[future]
+        for d in np.unique(f_day):
+            deferred[(_EPOCH + dt.timedelta(days=int(d))).isoformat()] = int(f_us[f_day == d].max())
+    codes, _ = pd.factorize(df[SERIES_ID])
+    keys = pd.DataFrame({"s": codes[eligible], "t": us[eligible]})
+    report.duplicates_merged += int(keys.duplicated().sum())
 
 
 def _account_output(report: ProcessReport, clean: pd.DataFrame) -> None:
