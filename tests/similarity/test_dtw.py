@@ -322,3 +322,28 @@ def test_smallest_k_breaks_ties_by_index_and_flags_nan():
         np.testing.assert_array_equal(idx, np.argsort(d, kind="stable")[:k])
         assert not has_nan
     assert smallest_k(np.array([1.0, np.nan, 0.5]), 2)[1]
+
+
+def test_small_queries_run_on_one_thread_large_ones_on_all(monkeypatch):
+    import numba
+
+    from tsops.similarity import dtw as D
+
+    avail = numba.get_num_threads()
+    assert D._on_threads(1000, lambda th: (th, numba.get_num_threads())) == (1, 1)
+    assert numba.get_num_threads() == avail  # restored
+    assert D._on_threads(D.PARALLEL_MIN_CELLS, lambda th: th) == avail
+    with pytest.raises(ZeroDivisionError):
+        D._on_threads(10, lambda th: 1 / 0)
+    assert numba.get_num_threads() == avail  # restored after an error too
+    # same bits whichever way a query runs
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(3000, 52)), axis=1)
+    p = np.cumsum(rng.normal(size=52))
+    serial = (D.dtw_distances(x, p, 0.05), D.dtw_topk(x, p, 0.05, 7), D.dtw_topk(np.asfortranarray(x), p, 0.05, 7))
+    monkeypatch.setattr(D, "PARALLEL_MIN_CELLS", 0)
+    parallel = (D.dtw_distances(x, p, 0.05), D.dtw_topk(x, p, 0.05, 7), D.dtw_topk(np.asfortranarray(x), p, 0.05, 7))
+    np.testing.assert_array_equal(serial[0], parallel[0])
+    for a, b in zip(serial[1:], parallel[1:], strict=True):
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.distances, b.distances)

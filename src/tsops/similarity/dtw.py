@@ -26,6 +26,28 @@ DEFAULT_BLOCK = 64
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _NUMBER = (int, float, np.floating, np.integer)
 _SMALL_N = 20_000  # below this, a top-k query is the full vector plus a stable argsort
+#: Below this many DP cells (series x length x band width) a query runs on one thread: waking the pool costs
+#: more than it saves (811 products x 52 weeks at stretch 0.05, ~0.2 M cells, on 2 cores under load 11:
+#: 0.19 ms on one thread vs 1.0 ms on two; a 200,000-row full vector, ~50 M cells, gains from both cores).
+PARALLEL_MIN_CELLS = 4_000_000
+
+
+def _cells(n: int, length: int, r: int) -> int:
+    return n * length * (2 * r + 1)
+
+
+def _on_threads(cells: int, fn, *args):
+    """Call a parallel kernel with every numba thread, or with one below :data:`PARALLEL_MIN_CELLS` (the
+    kernels' ``prange`` then runs on the calling thread, no pool wake-up). Returns ``(threads, fn(...))``
+    where ``fn`` receives the thread count as its first argument."""
+    avail = numba.get_num_threads()  # once per call: it takes a lock (~1 us)
+    if cells >= PARALLEL_MIN_CELLS or avail == 1:
+        return fn(avail, *args)
+    numba.set_num_threads(1)
+    try:
+        return fn(1, *args)
+    finally:
+        numba.set_num_threads(avail)
 
 
 class NonFiniteSeriesError(ValueError):
@@ -172,7 +194,9 @@ def dtw_distances(
         return (out, np.zeros(n, dtype=np.int64)) if return_locations else out
     loc = np.empty(n, dtype=np.int64)
     upper, lower = envelope(p, r)
-    K.dtw_windows_all(np.ascontiguousarray(x), p, upper, lower, r, bool(normalize), out, loc)
+    xc = np.ascontiguousarray(x)
+    _on_threads(_cells(n, length, r), lambda _th: K.dtw_windows_all(xc, p, upper, lower, r, bool(normalize), out,
+                                                                     loc))
     bad = np.isnan(out)
     if bad.any():
         _raise_nonfinite(np.flatnonzero(bad), ids)
@@ -204,8 +228,9 @@ def dtw_topk(
     if length == len(p) and n <= _SMALL_N and not x.flags.c_contiguous and normalize and k < n:
         # time-major, small: a float32 screen, then the exact DTW of the candidates (the kernel normalises
         # the pattern and chooses the block layout: a query on 811 series takes ~35 us, every us shows)
-        idx, dist, loc, nbad = K.dtw_topk_screened(x.T, p, r, 0 if block == DEFAULT_BLOCK else block, k,
-                                                   numba.get_num_threads())
+        idx, dist, loc, nbad = _on_threads(
+            _cells(n, length, r), lambda th: K.dtw_topk_screened(x.T, p, r, 0 if block == DEFAULT_BLOCK else block,
+                                                                 k, th))
         if nbad < 0:
             _raise_bad_pattern(p)
         if nbad:
@@ -214,14 +239,15 @@ def dtw_topk(
     p = _normalized_pattern(p, normalize)
     if length == len(p) and n <= _SMALL_N:  # pruning does not pay off: full vector, then the k smallest
         d = np.empty(n)
-        threads = numba.get_num_threads()  # once per call: it takes a lock (~1 us)
-        if x.flags.c_contiguous:
-            idx, has_nan = K.dtw_topk_full(x, False, p, r, bool(normalize), int(block),
-                                           _n_chunks(n, block, threads), k, d)
-        else:
+
+        def full_topk(threads: int, block: int = block):
+            if x.flags.c_contiguous:
+                return K.dtw_topk_full(x, False, p, r, bool(normalize), int(block),
+                                       _n_chunks(n, block, threads), k, d)
             block = _balanced_block(n, threads) if block == DEFAULT_BLOCK else block
-            idx, has_nan = K.dtw_topk_full(x.T, True, p, r, bool(normalize), int(block),
-                                           _n_chunks(n, block, threads), k, d)
+            return K.dtw_topk_full(x.T, True, p, r, bool(normalize), int(block), _n_chunks(n, block, threads), k, d)
+
+        idx, has_nan = _on_threads(_cells(n, length, r), full_topk)
         if has_nan:
             _raise_nonfinite(np.flatnonzero(np.isnan(d)), ids)
         return TopK(indices=idx, distances=d[idx], locations=np.zeros(len(idx), dtype=np.int64))
@@ -229,13 +255,15 @@ def dtw_topk(
     upper, lower = envelope(p, r)
     if length == len(p):
         return _topk_equal_length(x, p, upper, lower, r, k, bool(normalize), ids, block)
-    chunks = int(n_chunks or numba.get_num_threads())
-    chunks = max(1, min(chunks, n))
-    out_d = np.empty((chunks, k))
-    out_i = np.empty((chunks, k), dtype=np.int64)
-    out_l = np.empty((chunks, k), dtype=np.int64)
     bad = np.zeros(n, dtype=np.bool_)
-    K.dtw_topk_chunks(x, p, upper, lower, r, bool(normalize), k, chunks, out_d, out_i, out_l, bad)
+
+    def windows_topk(threads: int):
+        chunks = max(1, min(int(n_chunks or threads), n))
+        out = (np.empty((chunks, k)), np.empty((chunks, k), dtype=np.int64), np.empty((chunks, k), dtype=np.int64))
+        K.dtw_topk_chunks(x, p, upper, lower, r, bool(normalize), k, chunks, *out, bad)
+        return out
+
+    out_d, out_i, out_l = _on_threads(_cells(n, length, r), windows_topk)
     if bad.any():
         _raise_nonfinite(np.flatnonzero(bad), ids)
     d, i, loc = out_d.ravel(), out_i.ravel(), out_l.ravel()
@@ -263,11 +291,15 @@ def _topk_equal_length(x, p, upper, lower, r, k, normalize, ids, block) -> TopK:
         finite = d_seed[np.isfinite(d_seed)]
         if len(finite) >= k:
             tau0 = float(np.partition(finite, k - 1)[k - 1]) ** 2
-    chunks = max(1, min(numba.get_num_threads(), n // max(block, 1) or 1))
-    out_d = np.empty((chunks, k))
-    out_i = np.empty((chunks, k), dtype=np.int64)
     bad = np.zeros(n, dtype=np.bool_)
-    K.topk_scan(x, p, upper, lower, r, normalize, int(block), k, tau0, chunks, out_d, out_i, bad)
+
+    def scan(threads: int):
+        chunks = max(1, min(threads, n // max(block, 1) or 1))
+        out_d, out_i = np.empty((chunks, k)), np.empty((chunks, k), dtype=np.int64)
+        K.topk_scan(x, p, upper, lower, r, normalize, int(block), k, tau0, chunks, out_d, out_i, bad)
+        return out_d, out_i
+
+    out_d, out_i = _on_threads(_cells(n, x.shape[1], r), scan)
     if bad.any():
         _raise_nonfinite(np.flatnonzero(bad), ids)
     d, i = out_d.ravel(), out_i.ravel()
@@ -282,14 +314,17 @@ def _full_vector(x: np.ndarray, p: np.ndarray, r: int, normalize: bool, block: i
     Fortran-ordered input (what ``DataFrame.to_numpy()`` returns) is read time-major through its transpose,
     without the copy a row-major kernel would need."""
     n = x.shape[0]
-    threads = numba.get_num_threads()
-    if x.flags.c_contiguous:
-        return K.dtw_full_batched(x, _NO_ROWS, False, False, p, r, bool(normalize), int(block),
+
+    def full(threads: int, block: int = block) -> int:
+        if x.flags.c_contiguous:
+            return K.dtw_full_batched(x, _NO_ROWS, False, False, p, r, bool(normalize), int(block),
+                                      _n_chunks(n, block, threads), out)
+        if block == DEFAULT_BLOCK:
+            block = _balanced_block(n, threads)
+        return K.dtw_full_batched(x.T, _NO_ROWS, False, True, p, r, bool(normalize), int(block),
                                   _n_chunks(n, block, threads), out)
-    if block == DEFAULT_BLOCK:
-        block = _balanced_block(n, threads)
-    return K.dtw_full_batched(x.T, _NO_ROWS, False, True, p, r, bool(normalize), int(block),
-                              _n_chunks(n, block, threads), out)
+
+    return _on_threads(_cells(n, x.shape[1], r), full)
 
 
 def _balanced_block(n: int, threads: int) -> int:
