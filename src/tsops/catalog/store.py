@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from tsops.datamodel import PROFILE_KEY, SeriesProfile
+from tsops.masking import label_errors, mask_secrets, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,19 @@ class Catalog:
             kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except (sa.exc.ArgumentError, ImportError) as err:  # unparsable URL, unknown dialect or missing driver
+            raise ValueError(f"catalog URL {mask_url(url)}: {mask_secrets(err)} - check catalog.url in "
+                             "tsops.yaml") from None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
         self.dialect = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(
-                f"catalog URL {url!r}: dialect {self.dialect!r} is not supported (use sqlite or postgresql)"
+                f"catalog URL {mask_url(url)}: dialect {self.dialect!r} is not supported (use sqlite or postgresql)"
             )
+        label_errors(self.engine, "catalog", "check catalog.url in tsops.yaml")
         if create:
             self.create()
 
@@ -185,6 +191,24 @@ class Catalog:
             set_={"doc": self._json_patch(datasets.c.doc, stmt.excluded.doc), "updated_at": stmt.excluded.updated_at},
         )
         self._run(stmt, conn)
+
+    def drop_dataset_doc_entries(self, name: str, key: str, entries: Sequence[str]) -> int:
+        """Remove ``entries`` from the mapping ``doc[key]`` of dataset ``name`` (read-modify-write in one
+        locked transaction: a merge patch cannot delete nested keys on both dialects). Returns how many went."""
+        if not entries:
+            return 0
+        with self.engine.begin() as c:
+            q = sa.select(datasets.c.doc).where(datasets.c.name == name)
+            row = c.execute(q.with_for_update() if self.dialect == "postgresql" else q).first()
+            doc = dict(row[0] or {}) if row else {}
+            if isinstance(doc, str):  # some drivers return JSON text
+                doc = json.loads(doc)
+            inner = dict(doc.get(key) or {})
+            gone = [e for e in entries if inner.pop(e, None) is not None]
+            if gone:
+                doc[key] = inner
+                c.execute(sa.update(datasets).where(datasets.c.name == name).values(doc=doc, updated_at=now_us()))
+        return len(gone)
 
     def get_dataset(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -261,6 +285,30 @@ class Catalog:
         for i in range(0, len(rows), 500):
             self._run(stmt, conn, rows[i : i + 500])
         return len(rows)
+
+    def apply_series_retention(self, dataset: str, changes: Mapping[str, tuple[int, int | None]]) -> int:
+        """After retention deleted raw rows: ``changes`` maps series id -> (rows removed, new first_ts_us).
+
+        The count drops by the rows removed (never below 0) and first_ts_us becomes the oldest remaining row;
+        a new first of None means no raw row is left: count 0 and no time range. One transaction.
+        """
+        if not changes:
+            return 0
+        t = now_us()
+        left = [{"d": dataset, "sid": sid, "n": int(n), "first": first, "t": t}
+                for sid, (n, first) in sorted(changes.items()) if first is not None]
+        gone = [{"d": dataset, "sid": sid, "t": t} for sid, (_, first) in sorted(changes.items()) if first is None]
+        where = (series.c.dataset == sa.bindparam("d")) & (series.c.series_id == sa.bindparam("sid"))
+        with self.engine.begin() as c:
+            if left:
+                n = sa.bindparam("n", type_=sa.BigInteger)
+                c.execute(sa.update(series).where(where).values(
+                    count=sa.case((series.c.count > n, series.c.count - n), else_=0),
+                    first_ts_us=sa.bindparam("first", type_=sa.BigInteger), updated_at=sa.bindparam("t")), left)
+            if gone:
+                c.execute(sa.update(series).where(where).values(
+                    count=0, first_ts_us=None, last_ts_us=None, updated_at=sa.bindparam("t")), gone)
+        return len(changes)
 
     def get_series(self, dataset: str, series_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -427,14 +475,19 @@ class Catalog:
     def add_audit(self, action: str, dataset: str | None, detail: Mapping[str, Any]) -> None:
         self._run(sa.insert(audit).values(at=now_us(), action=action, dataset=dataset, detail=dict(detail)))
 
-    def list_audit(self, action: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(audit).order_by(audit.c.id)
+    def list_audit(self, action: str | None = None, dataset: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries oldest first (with ``limit``: the most recent ``limit`` entries, oldest first)."""
+        q = sa.select(audit).order_by(audit.c.id.desc() if limit else audit.c.id)
         if action:
             q = q.where(audit.c.action == action)
         if dataset:
             q = q.where(audit.c.dataset == dataset)
+        if limit:
+            q = q.limit(limit)
         with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(q).mappings()]
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return rows[::-1] if limit else rows
 
     # ---------------------------------------------------------------- internals
     def _run(self, stmt, conn: Connection | None = None, params=None) -> None:
