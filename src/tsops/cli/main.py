@@ -531,7 +531,7 @@ def main() -> None:
     except (UserError, ConfigError, FileNotFoundError, KeyError, ValueError, ValidationError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         _traceback(err)
-        err_console.print(f"[red]error:[/red] {escape(mask_secrets(msg))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(mask_secrets(msg))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as err:
         if not is_db_error(err):
@@ -539,11 +539,11 @@ def main() -> None:
                 state.verbose = 1
             _traceback(err)
             err_console.print(f"[red]error:[/red] {type(err).__name__}: {escape(mask_secrets(err))}",
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
             sys.exit(1)
         _traceback(err)
         err_console.print(f"[red]error:[/red] {escape(db_error_line(err))}"
-                          + ("" if state.verbose else " (-v shows the traceback)"), highlight=False)
+                          + ("" if state.verbose else " (-v shows the traceback)"), highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
