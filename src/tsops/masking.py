@@ -76,12 +76,24 @@ def _reason(err: BaseException) -> str:
     return mask_secrets(" ".join(reason.split()))
 
 
+def find_db_error(err: BaseException | None) -> BaseException | None:
+    """The database error behind ``err``: itself, or the first one in its ``raise ... from`` chain."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, sa.exc.SQLAlchemyError) or getattr(err, "tsops_db", None) is not None:
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None
+
+
 def is_db_error(err: BaseException) -> bool:
-    return isinstance(err, sa.exc.SQLAlchemyError) or getattr(err, "tsops_db", None) is not None
+    return find_db_error(err) is not None
 
 
 def db_error_line(err: BaseException) -> str:
     """One line for a database error: which database, what failed, and the fix (password masked)."""
+    err = find_db_error(err) or err
     label: DbLabel | None = getattr(err, "tsops_db", None)
     reason = _reason(err)
     if label is None:
@@ -91,4 +103,4 @@ def db_error_line(err: BaseException) -> str:
     return f"{label.what} ({label.url}): {reason} - {label.hint}"
 
 
-__all__ = ["MASK", "DbLabel", "db_error_line", "is_db_error", "label_errors", "mask_secrets", "mask_url"]
+__all__ = ["MASK", "DbLabel", "db_error_line", "find_db_error", "is_db_error", "label_errors", "mask_secrets", "mask_url"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -249,14 +250,14 @@ def retention(
 
     project = load()
     names = dataset or list(project.config.datasets)
-    t = Table(title="retention" + (" (dry run)" if dry_run else ""))
-    for c in ("dataset", "zone", "policy", "cutoff", "partitions removed", "files", "rows", "series updated",
-              "partitions kept"):
-        t.add_column(c, justify="left" if c in ("dataset", "zone", "policy", "cutoff") else "right")
+    t = Table(title="retention: day partitions" + (" (dry run)" if dry_run else ""))
+    for c in ("dataset", "zone", "keep", "cutoff", "removed", "rows", "series", "kept"):
+        t.add_column(c, justify="left" if c in ("dataset", "zone", "keep", "cutoff") else "right", overflow="fold",
+                     min_width={"zone": 10, "cutoff": 10}.get(c))
     for name in names:
         policy = project.dataset(name).retention
         if not policy.zones():
-            t.add_row(name, "all", "forever", "", "0", "0", "0", "0", "")
+            t.add_row(name, "every", "forever", "", "0", "0", "", "")
             continue
         try:
             with DatasetLock(project.root, name, wait=wait):  # no pipeline stage reads what is being deleted
@@ -264,8 +265,8 @@ def retention(
         except LockBusy as err:
             raise UserError(str(err)) from None
         for r in results:
-            t.add_row(name, r.zone, r.policy, r.cutoff.isoformat(), str(len(r.removed)), f"{r.files:,}",
-                      f"{r.rows:,}", "" if r.zone != "raw" or dry_run else str(r.series_updated), str(r.kept))
+            t.add_row(name, r.zone, r.policy, r.cutoff.isoformat(), str(len(r.removed)), f"{r.rows:,}",
+                      "" if r.zone != "raw" or dry_run else str(r.series_updated), str(r.kept))
             for day in r.removed:
                 console.print(f"{'would remove' if dry_run else 'removed'} {r.zone}/{name}/{day.isoformat()}")
     console.print(t)
@@ -280,6 +281,8 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """The audit log: what was deleted or skipped, when, and why (retention, source gaps ...)."""
+    from rich.markup import escape
+
     from tsops.catalog import us_to_iso
 
     project = load()
@@ -296,7 +299,8 @@ def audit(
     for c in ("id", "at (UTC)", "action", "dataset", "detail"):
         t.add_column(c, justify="right" if c == "id" else "left", overflow="fold")
     for r in rows:
-        t.add_row(str(r["id"]), us_to_iso(r["at"]) or "", r["action"], r["dataset"] or "", _audit_detail(r["detail"]))
+        at = (us_to_iso(r["at"]) or "")[:19].replace("T", " ")
+        t.add_row(str(r["id"]), at, escape(r["action"]), escape(r["dataset"] or ""), escape(_audit_detail(r["detail"])))
     console.print(t)
     if not rows:
         console.print("no audit entries" + (" match" if dataset or action else " yet"))
@@ -316,11 +320,13 @@ def _audit_detail(detail: object) -> str:
     parts = []
     for k, v in detail.items():
         if isinstance(v, list) and len(v) > 3:
-            v = f"[{v[0]} .. {v[-1]}] ({len(v)})"
+            v = f"{len(v)} [{v[0]} .. {v[-1]}]"
         elif isinstance(v, list | dict):
             v = json.dumps(v, default=str, ensure_ascii=False)
         parts.append(f"{k}={v}")
-    return mask_secrets(", ".join(parts))
+    text = ", ".join(parts)  # day partitions read as dates
+    text = re.sub(r"year=(\d{4})/month=(\d{2})/day=(\d{2})", r"\1-\2-\3", text)
+    return mask_secrets(text)
 
 
 # ---------------------------------------------------------------------------------------------- process

@@ -179,7 +179,7 @@ def apply_retention(
                 "removed": [day_dir(d) for d in res.removed],
                 "files": res.files,
                 "rows": res.rows,
-                "series_updated": res.series_updated,
+                **({"series_updated": res.series_updated} if zone == "raw" else {}),
             },
         )
     if res.removed:
