@@ -126,3 +126,36 @@ def test_pipeline_data_after_retention_is_consistent(sensor_project):
         assert s["count"] == len(mine)
         assert dt.datetime.fromisoformat(s["first_ts"].replace("Z", "+00:00")) == mine["ts"].min().to_pydatetime()
     cat.close()
+
+
+def test_a_run_killed_during_deletion_is_finished_by_the_next(tmp_path, catalog_url, monkeypatch):
+    lake, cat = Lake(str(tmp_path / "lake")), Catalog(catalog_url)
+    _seed(lake, cat)
+    for d in (1, 2):  # a second file in days 1 and 2, so a deletion can stop half way through a day
+        lake.write_table("raw", "ds", _table([f"2026-01-0{d}T13:00"], ["a"]), "batch-late")
+        cat.upsert_series("ds", [{"series_id": "a", "count": 1}], add_counts=True)
+    real = Lake.delete_day
+
+    def killed(self, zone, dataset, day):  # removes one file of day 2, then the process "dies"
+        if day == dt.date(2026, 1, 2):
+            self.delete([self.files(zone, dataset, day)[0]])
+            raise KeyboardInterrupt("SIGKILL")
+        return real(self, zone, dataset, day)
+
+    monkeypatch.setattr(Lake, "delete_day", killed)
+    with pytest.raises(KeyboardInterrupt):
+        apply_retention(lake, cat, "ds", "3d", now=NOW)
+    monkeypatch.setattr(Lake, "delete_day", real)
+    # day 1 was committed; day 2 is half gone and recorded as pending
+    assert {s["series_id"]: s["count"] for s in cat.list_series("ds")}["a"] == 22 - 3
+    assert list(cat.get_dataset("ds")["doc"]["retention_pending"]) == ["2026-01-02"]
+
+    res = apply_retention(lake, cat, "ds", "3d", now=NOW)
+    assert res.recovered == [dt.date(2026, 1, 2)] and dt.date(2026, 1, 2) not in lake.days("raw", "ds")
+    assert not cat.get_dataset("ds")["doc"].get("retention_pending")
+    after = {s["series_id"]: s for s in cat.list_series("ds")}
+    assert sum(s["count"] for s in after.values()) == lake.read("raw", "ds").num_rows == 11
+    assert after["a"]["first_ts"] == "2026-01-07T01:00:00Z" and after["b"]["count"] == 0
+    assert sorted(cat.get_dataset("ds")["doc"][PROCESSED_KEY])[0] == "2026-01-07"
+    assert cat.list_audit("retention")[-1]["detail"]["finished_interrupted"] == ["year=2026/month=01/day=02"]
+    cat.close()

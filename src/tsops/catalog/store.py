@@ -192,22 +192,25 @@ class Catalog:
         )
         self._run(stmt, conn)
 
-    def drop_dataset_doc_entries(self, name: str, key: str, entries: Sequence[str]) -> int:
-        """Remove ``entries`` from the mapping ``doc[key]`` of dataset ``name`` (read-modify-write in one
-        locked transaction: a merge patch cannot delete nested keys on both dialects). Returns how many went."""
+    def drop_dataset_doc_entries(self, name: str, key: str, entries: Sequence[str],
+                                 conn: Connection | None = None) -> int:
+        """Remove ``entries`` from the mapping ``doc[key]`` of dataset ``name`` (read-modify-write under a row
+        lock: a merge patch cannot delete nested keys on both dialects). Returns how many went."""
         if not entries:
             return 0
-        with self.engine.begin() as c:
-            q = sa.select(datasets.c.doc).where(datasets.c.name == name)
-            row = c.execute(q.with_for_update() if self.dialect == "postgresql" else q).first()
-            doc = dict(row[0] or {}) if row else {}
-            if isinstance(doc, str):  # some drivers return JSON text
-                doc = json.loads(doc)
-            inner = dict(doc.get(key) or {})
-            gone = [e for e in entries if inner.pop(e, None) is not None]
-            if gone:
-                doc[key] = inner
-                c.execute(sa.update(datasets).where(datasets.c.name == name).values(doc=doc, updated_at=now_us()))
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.drop_dataset_doc_entries(name, key, entries, c)
+        q = sa.select(datasets.c.doc).where(datasets.c.name == name)
+        row = conn.execute(q.with_for_update() if self.dialect == "postgresql" else q).first()
+        doc = (json.loads(row[0]) if isinstance(row[0], str) else dict(row[0] or {})) if row else {}
+        inner = dict(doc.get(key) or {})
+        gone = [e for e in entries if e in inner]
+        for e in gone:
+            del inner[e]
+        if gone:
+            doc[key] = inner
+            conn.execute(sa.update(datasets).where(datasets.c.name == name).values(doc=doc, updated_at=now_us()))
         return len(gone)
 
     def get_dataset(self, name: str) -> dict[str, Any] | None:
@@ -286,29 +289,38 @@ class Catalog:
             self._run(stmt, conn, rows[i : i + 500])
         return len(rows)
 
-    def apply_series_retention(self, dataset: str, changes: Mapping[str, tuple[int, int | None]]) -> int:
-        """After retention deleted raw rows: ``changes`` maps series id -> (rows removed, new first_ts_us).
-
-        The count drops by the rows removed (never below 0) and first_ts_us becomes the oldest remaining row;
-        a new first of None means no raw row is left: count 0 and no time range. One transaction.
-        """
-        if not changes:
+    def subtract_series_counts(self, dataset: str, removed: Mapping[str, int], first_ts_floor_us: int,
+                               conn: Connection | None = None) -> int:
+        """Retention deleted raw rows older than ``first_ts_floor_us``: each series in ``removed`` loses that
+        many rows from its count (never below 0) and its first_ts_us moves up to at least the floor."""
+        rows = [{"d": dataset, "sid": sid, "n": int(n), "floor": int(first_ts_floor_us), "t": now_us()}
+                for sid, n in sorted(removed.items()) if n]
+        if not rows:
             return 0
+        n, floor = sa.bindparam("n", type_=sa.BigInteger), sa.bindparam("floor", type_=sa.BigInteger)
+        stmt = sa.update(series).where(series.c.dataset == sa.bindparam("d"),
+                                       series.c.series_id == sa.bindparam("sid")).values(
+            count=sa.case((series.c.count > n, series.c.count - n), else_=0),
+            first_ts_us=sa.case((series.c.first_ts_us < floor, floor), else_=series.c.first_ts_us),
+            updated_at=sa.bindparam("t"))
+        self._run(stmt, conn, rows)
+        return len(rows)
+
+    def set_series_first_ts(self, dataset: str, first: Mapping[str, int | None],
+                            conn: Connection | None = None) -> int:
+        """Set each series' first_ts_us (after retention: its oldest remaining raw row). None means no raw row is
+        left: count 0 and no time range."""
         t = now_us()
-        left = [{"d": dataset, "sid": sid, "n": int(n), "first": first, "t": t}
-                for sid, (n, first) in sorted(changes.items()) if first is not None]
-        gone = [{"d": dataset, "sid": sid, "t": t} for sid, (_, first) in sorted(changes.items()) if first is None]
         where = (series.c.dataset == sa.bindparam("d")) & (series.c.series_id == sa.bindparam("sid"))
-        with self.engine.begin() as c:
-            if left:
-                n = sa.bindparam("n", type_=sa.BigInteger)
-                c.execute(sa.update(series).where(where).values(
-                    count=sa.case((series.c.count > n, series.c.count - n), else_=0),
-                    first_ts_us=sa.bindparam("first", type_=sa.BigInteger), updated_at=sa.bindparam("t")), left)
-            if gone:
-                c.execute(sa.update(series).where(where).values(
-                    count=0, first_ts_us=None, last_ts_us=None, updated_at=sa.bindparam("t")), gone)
-        return len(changes)
+        left = [{"d": dataset, "sid": sid, "first": f, "t": t} for sid, f in sorted(first.items()) if f is not None]
+        gone = [{"d": dataset, "sid": sid, "t": t} for sid, f in sorted(first.items()) if f is None]
+        if left:
+            self._run(sa.update(series).where(where).values(
+                first_ts_us=sa.bindparam("first", type_=sa.BigInteger), updated_at=sa.bindparam("t")), conn, left)
+        if gone:
+            self._run(sa.update(series).where(where).values(
+                count=0, first_ts_us=None, last_ts_us=None, updated_at=sa.bindparam("t")), conn, gone)
+        return len(first)
 
     def get_series(self, dataset: str, series_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:

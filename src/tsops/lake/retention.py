@@ -9,6 +9,11 @@ Deleting raw days keeps the catalog true: each affected series loses the rows it
 no range), and the deleted days leave the dataset's ``processed`` fingerprints so ``tsops process`` does not
 look for them. Clean days whose raw days are still there are *not* reprocessed: the fingerprint of their raw
 day is unchanged. Each pruned zone writes one ``retention`` audit entry (``tsops audit``).
+
+Raw days are deleted one at a time, oldest first, like a batch commit in reverse: the day's rows per series are
+recorded in the dataset document (``retention_pending``) before its files go, and the counts, the fingerprint and
+that record change together in one catalog transaction after. A run killed in between leaves the record; the
+next run deletes what is left of the day and applies the recorded counts, so counts never drift from the lake.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: the dataset document key holding the quality stage's raw-day fingerprints (day ISO -> fingerprint)
 PROCESSED_KEY = "processed"
+#: the dataset document key recording raw days being deleted (day ISO -> rows per series), cleared per day
+PENDING_KEY = "retention_pending"
 
 
 @dataclass
@@ -50,11 +57,13 @@ class RetentionResult:
     rows: int = 0
     series_updated: int = 0
     dry_run: bool = False
+    recovered: list[dt.date] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"zone": self.zone, "policy": self.policy, "cutoff": self.cutoff.isoformat(),
                 "removed": [d.isoformat() for d in self.removed], "files": self.files, "rows": self.rows,
-                "kept": self.kept, "series_updated": self.series_updated, "dry_run": self.dry_run}
+                "kept": self.kept, "series_updated": self.series_updated, "dry_run": self.dry_run,
+                "recovered": [d.isoformat() for d in self.recovered]}
 
 
 def cutoff_day(policy: str, now: dt.datetime | None = None) -> dt.date:
@@ -113,20 +122,45 @@ def _first_ts_us(lake: Lake, dataset: str, wanted: set[str], days: Iterable[dt.d
     return out
 
 
-def _update_catalog_for_raw(lake: Lake, catalog: Catalog, dataset: str, removed_rows: Counter[str],
-                            removed_days: list[dt.date], cutoff: dt.date) -> int:
-    """Subtract the deleted rows from each series, move its first_ts, forget the deleted days' fingerprints."""
-    affected = {sid for sid in removed_rows if sid}
-    known = {s["series_id"]: s for s in catalog.list_series(dataset)} if affected else {}
-    cut_us = (cutoff - dt.date(1970, 1, 1)).days * US_PER_DAY
+def _day_start_us(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * US_PER_DAY
+
+
+def _commit_raw_day(catalog: Catalog, dataset: str, day: dt.date, counts: Mapping[str, int]) -> None:
+    """In one catalog transaction: the day's rows leave their series' counts (first_ts moves past the day), the
+    day leaves the processed fingerprints, and its pending-deletion record is cleared."""
+    with catalog.begin() as conn:
+        catalog.subtract_series_counts(dataset, counts, _day_start_us(day + dt.timedelta(days=1)), conn)
+        catalog.drop_dataset_doc_entries(dataset, PROCESSED_KEY, [day.isoformat()], conn)
+        catalog.drop_dataset_doc_entries(dataset, PENDING_KEY, [day.isoformat()], conn)
+
+
+def _finish_pending(lake: Lake, catalog: Catalog, dataset: str, res: RetentionResult) -> Counter[str]:
+    """Finish the raw days a killed retention run had started to delete: delete what is left of them and apply
+    the counts recorded before the deletion began (a recount would miss the files already gone)."""
+    pending = ((catalog.get_dataset(dataset) or {}).get("doc") or {}).get(PENDING_KEY) or {}
+    counts: Counter[str] = Counter()
+    for day_iso, day_counts in sorted(pending.items()):
+        day = dt.date.fromisoformat(day_iso)
+        if day in lake.days("raw", dataset):
+            res.files += lake.delete_day("raw", dataset, day)
+        _commit_raw_day(catalog, dataset, day, day_counts)
+        counts.update(day_counts)
+        res.rows += sum(day_counts.values())
+        res.recovered.append(day)
+        log.warning("finished the deletion of raw/%s/%s left by an interrupted retention run", dataset, day_iso)
+    return counts
+
+
+def _set_first_ts(lake: Lake, catalog: Catalog, dataset: str, affected: set[str], cutoff: dt.date) -> int:
+    """Each affected series' first_ts becomes its oldest remaining raw row (none left: count 0, no range)."""
+    known = {s["series_id"]: s for s in catalog.list_series(dataset)}
+    affected = {sid for sid in affected if sid in known}
     # a series last seen before the cutoff had every row in the deleted days: no scan needed
     look = {sid for sid in affected
-            if sid in known and (known[sid].get("last_ts") is None or _iso_us(known[sid]["last_ts"]) >= cut_us)}
+            if known[sid].get("last_ts") is None or _iso_us(known[sid]["last_ts"]) >= _day_start_us(cutoff)}
     first = _first_ts_us(lake, dataset, look, lake.days("raw", dataset)) if look else {}
-    changes = {sid: (removed_rows[sid], first.get(sid)) for sid in affected if sid in known}
-    n = catalog.apply_series_retention(dataset, changes)
-    catalog.drop_dataset_doc_entries(dataset, PROCESSED_KEY, [d.isoformat() for d in removed_days])
-    return n
+    return catalog.set_series_first_ts(dataset, {sid: first.get(sid) for sid in affected})
 
 
 def _iso_us(iso: str) -> int:
@@ -153,7 +187,8 @@ def apply_retention(
         raise ValueError(f"unknown lake zone {zone!r} (zones: {', '.join(RETENTION_ZONES)})")
     cut = cutoff_day(policy, now)
     res = RetentionResult(dataset, zone, policy, cut, dry_run=dry_run)
-    removed_rows: Counter[str] = Counter()
+    track = zone == "raw" and catalog is not None and not dry_run
+    removed_rows = _finish_pending(lake, catalog, dataset, res) if track else Counter()
     for day in lake.days(zone, dataset):
         if day >= cut:
             res.kept += 1
@@ -164,11 +199,15 @@ def apply_retention(
         if dry_run:
             res.files += len(lake.files(zone, dataset, day))
             continue
-        removed_rows.update(counts or {})
-        res.files += lake.delete_day(zone, dataset, day)  # one day at a time: a crash leaves whole days
-    if res.removed and not dry_run and catalog is not None:
-        if zone == "raw":
-            res.series_updated = _update_catalog_for_raw(lake, catalog, dataset, removed_rows, res.removed, cut)
+        if track:  # intent first: a run killed during the deletion is finished by the next one
+            catalog.upsert_dataset(dataset, {PENDING_KEY: {day.isoformat(): dict(counts)}})
+        res.files += lake.delete_day(zone, dataset, day)  # one day at a time, oldest first
+        if track:
+            _commit_raw_day(catalog, dataset, day, counts)
+            removed_rows.update(counts)
+    if track and (res.removed or res.recovered):
+        res.series_updated = _set_first_ts(lake, catalog, dataset, {sid for sid in removed_rows if sid}, cut)
+    if (res.removed or res.recovered) and not dry_run and catalog is not None:
         catalog.add_audit(
             "retention",
             dataset,
@@ -180,6 +219,7 @@ def apply_retention(
                 "files": res.files,
                 "rows": res.rows,
                 **({"series_updated": res.series_updated} if zone == "raw" else {}),
+                **({"finished_interrupted": [day_dir(d) for d in res.recovered]} if res.recovered else {}),
             },
         )
     if res.removed:
@@ -220,5 +260,5 @@ def retain_dataset(project: Project, dataset: str, *, dry_run: bool = False,
         catalog.close()
 
 
-__all__ = ["FOREVER", "PROCESSED_KEY", "RetentionResult", "apply_policy", "apply_retention", "cutoff_day",
+__all__ = ["FOREVER", "PENDING_KEY", "PROCESSED_KEY", "RetentionResult", "apply_policy", "apply_retention", "cutoff_day",
            "retain_dataset"]
