@@ -30,7 +30,39 @@ def parse_duration(text: str | int | float) -> timedelta:
     m = _DURATION.match(str(text))
     if not m:
         raise ValueError(f"{text!r} is not a duration such as 90d, 12h, 30m, 2w or 45s")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration") from None
+
+
+#: the lake zones a retention policy covers, in the order they are pruned
+RETENTION_ZONES = ("raw", "quarantine", "clean", "forecasts")
+#: the explicit "never delete" retention value
+FOREVER = "forever"
+#: the longest retention accepted (longer is a typo: use ``forever``)
+MAX_RETENTION = timedelta(days=100 * 365 + 25)
+MAX_RETENTION_TEXT = "100 years"
+
+
+def retention_duration(text: str | None) -> timedelta | None:
+    """A retention value -> how long to keep data (None = forever).
+
+    Accepts a duration in (0, 100 years] such as ``90d``, or ``forever`` (``None`` is forever too). ``0d``,
+    negative or absurdly long durations raise ValueError: a retention of 0 would delete everything and
+    ``1000000w`` cannot be subtracted from a date.
+    """
+    if text is None or (isinstance(text, str) and text.strip().lower() == FOREVER):
+        return None
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"{text!r} is not a retention: give a duration such as 90d, or {FOREVER}")
+    d = parse_duration(text)
+    if d <= timedelta(0):
+        raise ValueError(f"{text!r} would delete everything: a retention must be longer than 0 "
+                         f"(write {FOREVER} to keep data for ever)")
+    if d > MAX_RETENTION:
+        raise ValueError(f"{text!r} is longer than {MAX_RETENTION_TEXT}: write {FOREVER} to keep data for ever")
+    return d
 
 
 class _Strict(BaseModel):
@@ -149,21 +181,76 @@ class CleaningSettings(_Strict):
         if "anomaly_methods" in out:
             out["anomaly_methods"] = tuple(out["anomaly_methods"])
         return out
+def _retention_text(v: Any) -> str:
+    """Validate one retention value and return its canonical text (a duration or ``forever``)."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        v = f"{v}s"  # a bare number is seconds, as in parse_duration
+    return FOREVER if retention_duration(v) is None else str(v).strip()
+
+
+class RetentionPolicy(_Strict):
+    """How long each lake zone of a dataset keeps its day partitions (``forever``: never deleted)."""
+
+    raw: str = Field(default=FOREVER, description="ingested observations")
+    quarantine: str = Field(default=FOREVER, description="rejected records with their reasons")
+    clean: str = Field(default=FOREVER, description="cleaned series (the quality stage's output)")
+    forecasts: str = Field(default=FOREVER, description="forecasts written by `tsops forecast` / the pipeline")
+
+    @field_validator("raw", "quarantine", "clean", "forecasts", mode="before")
+    @classmethod
+    def _zone(cls, v: Any) -> str:
+        return _retention_text(FOREVER if v is None else v)
+
+    def keep(self, zone: str) -> timedelta | None:
+        """How long ``zone`` keeps data (None: forever)."""
+        return retention_duration(getattr(self, zone))
+
+    def zones(self) -> dict[str, str]:
+        """The zones with a bounded policy: zone -> duration text (the others are kept for ever)."""
+        return {z: getattr(self, z) for z in RETENTION_ZONES if getattr(self, z) != FOREVER}
 
 
 class DatasetConfig(_Strict):
     series: SeriesSpec
     source: SourceConfig | None = None
     cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
-    retention: str | None = Field(default=None, description="keep this long, e.g. 90d; none = forever")
-    quarantine_retention: str | None = None
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="per zone ({raw: 90d, quarantine: 30d, clean: 180d, forecasts: 30d}; an absent zone is kept "
+        "for ever), or one duration for every zone (e.g. 90d), or forever",
+    )
+    quarantine_retention: str | None = Field(
+        default=None, description="shorthand for retention.quarantine (with a scalar retention)"
+    )
 
-    @field_validator("retention", "quarantine_retention")
+    @field_validator("retention", mode="before")
     @classmethod
-    def _dur(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
+    def _retention(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            return v
+        text = _retention_text(v)  # one value for every zone: errors name `retention`, not each zone
+        return dict.fromkeys(RETENTION_ZONES, text)
+
+    @field_validator("quarantine_retention", mode="before")
+    @classmethod
+    def _quarantine(cls, v: Any) -> str | None:
+        return None if v is None else _retention_text(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quarantine_once(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and data.get("quarantine_retention") is not None
+                and isinstance(data.get("retention"), dict) and "quarantine" in data["retention"]):
+            raise ValueError("give the quarantine policy once: retention.quarantine or quarantine_retention")
+        return data
+
+    @model_validator(mode="after")
+    def _apply_quarantine(self) -> DatasetConfig:
+        if self.quarantine_retention is not None:
+            self.retention = self.retention.model_copy(update={"quarantine": self.quarantine_retention})
+        return self
 
 
 class PipelineConfig(_Strict):
@@ -362,7 +449,15 @@ datasets:
       # table: SENSOR_DATA_VIEW
       # timestamp_column: event_time
       # id_column: id
-    retention: 90d             # delete day partitions older than this
+    # Retention: day partitions older than this are deleted, per lake zone (a zone left out is kept for
+    # ever; `forever` says so explicitly). Each value is a duration > 0 and at most 100 years (s m h d w).
+    # A single value applies to every zone (`retention: 90d`); `quarantine_retention: 30d` overrides the
+    # quarantine zone of a single value. `tsops retention` and the pipeline's last stage apply it.
+    retention:
+      raw: 90d                 # ingested observations (catalog counts follow)
+      quarantine: 30d          # rejected records
+      clean: 180d              # cleaned series
+      forecasts: 30d           # issued forecasts
     # cleaning:                # what `tsops process` does (every key optional; defaults shown)
     #   dedup: last            # last | first | mean | flag
     #   impute: linear         # linear | spline | seasonal | locf | ema | none | auto (best per series)

@@ -88,3 +88,124 @@ def test_quality_compare_on_a_lake_dataset(sensor_project):
     bad = runner.invoke(app, ["-p", str(sensor_project.root), "quality", "compare", "--dataset", "sensors",
                               "--series-id", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+# ---------------------------------------------------------------------------------------------- retention and audit
+def test_retention_every_zone_updates_catalog_and_audit_command(tmp_path):
+    proj = tmp_path / "p"
+    invoke("init", str(proj))
+    cfg = yaml.safe_load((proj / "tsops.yaml").read_text())
+    cfg["datasets"]["sensors"]["retention"] = {"raw": "2d", "quarantine": "30d", "clean": "1d"}
+    (proj / "tsops.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    inc = proj / "incoming" / "sensors"
+    inc.mkdir(parents=True)
+    day = 86_400_000
+    import time
+
+    today = int(time.time() * 1000) // day * day
+    # three days: 10 days ago (goes), 5 days ago (goes), today (stays); one sensor only in the old days
+    times = [today - 10 * day, today - 5 * day, today]
+    lines = [sensor_envelope(i % 2, t + i * 60_000, 1.0 + i, position=f"P{i % 2}")
+             for t in times for i in range(4)]
+    lines += [sensor_envelope(5, today - 10 * day + 1000, 1.0, position="OLD")]
+    (inc / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert invoke("-p", str(proj), "ingest").exit_code == 0
+    assert invoke("-p", str(proj), "process", "-d", "sensors").exit_code == 0
+    clean_days = sorted((proj / "lake" / "clean" / "sensors").rglob("*.parquet"))
+    assert len(clean_days) >= 3
+
+    res = invoke("-p", str(proj), "retention")
+    assert res.exit_code == 0, res.output
+    assert res.output.count("removed raw/sensors/") == 2 and "removed clean/sensors/" in res.output
+    assert "quarantine" in res.output and "30d" in res.output
+    series = {s["series_id"]: s for s in json.loads(
+        invoke("-p", str(proj), "catalog", "list", "--dataset", "sensors", "--json").output)}
+    assert series["P0|C02"]["count"] == 2 and series["P1|C02"]["count"] == 2
+    assert series["OLD|C02"]["count"] == 0 and series["OLD|C02"]["first_ts"] is None
+    assert json.loads(invoke("-p", str(proj), "catalog", "list", "--json").output)[0]["observations"] == 4
+    # process has nothing to chase: the deleted raw days left the processed fingerprints
+    res = invoke("-p", str(proj), "process", "-d", "sensors")
+    assert "nothing new to process" in res.output, res.output
+
+    res = invoke("-p", str(proj), "audit")
+    assert res.exit_code == 0 and "retention" in res.output and "zone=raw" in res.output
+    assert "zone=clean" in res.output
+    rows = json.loads(invoke("-p", str(proj), "audit", "--action", "retention", "--json").output)
+    assert [r["detail"]["zone"] for r in rows] == ["raw", "clean"] and rows[0]["detail"]["rows"] == 9
+    assert rows[0]["at"].endswith("Z")
+    rows = json.loads(invoke("-p", str(proj), "audit", "--limit", "1", "--json").output)
+    assert len(rows) == 1 and rows[0]["detail"]["zone"] == "clean"  # the most recent
+    res = invoke("-p", str(proj), "audit", "--dataset", "other")
+    assert res.exit_code == 0 and "no audit entries match" in res.output
+
+
+# ---------------------------------------------------------------------------------------------- credentials, DB errors
+def _tsops(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tsops", *args], capture_output=True, text=True, timeout=120)
+
+
+def _with_catalog(tmp_path, url):
+    invoke("init", str(tmp_path / "p"))
+    cfg = yaml.safe_load((tmp_path / "p" / "tsops.yaml").read_text())
+    cfg["catalog"]["url"] = url
+    (tmp_path / "p" / "tsops.yaml").write_text(yaml.safe_dump(cfg))
+    return str(tmp_path / "p")
+
+
+def test_unsupported_catalog_dialect_masks_the_password(tmp_path):
+    proj = _with_catalog(tmp_path, "mysql+pymysql://root:hunter2@127.0.0.1/test")
+    r = _tsops("-p", proj, "catalog", "list")
+    assert r.returncode == 2 and "hunter2" not in r.stdout + r.stderr
+    assert "mysql+pymysql://root:***@127.0.0.1/test" in r.stderr and "not supported" in r.stderr
+    r = _tsops("-p", proj, "-v", "catalog", "list")
+    assert "hunter2" not in r.stdout + r.stderr
+
+
+def test_database_errors_are_one_line_and_traceback_only_with_v(tmp_path):
+    from tsops.testing.services import need_postgres
+
+    need_postgres()
+    proj = _with_catalog(tmp_path, "postgresql+psycopg://no_such_role:hunter2@127.0.0.1/test")
+    r = _tsops("-p", proj, "catalog", "list")
+    err = r.stderr.strip()
+    assert r.returncode == 1 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: catalog: cannot connect to postgresql+psycopg://no_such_role:***@127.0.0.1/test")
+    assert "no_such_role" in err and "check catalog.url in tsops.yaml" in err and "hunter2" not in err
+    r = _tsops("-v", "-p", proj, "catalog", "list")
+    assert r.returncode == 1 and "Traceback" in r.stderr and "hunter2" not in r.stderr + r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith("error: catalog: cannot connect")
+    # a schema the role cannot create tables in: one line naming the catalog, not a 100-line traceback
+    proj = _with_catalog(tmp_path / "q", "postgresql+psycopg://postgres:pw@127.0.0.1/test"
+                         "?options=-csearch_path%3Dno_such_schema")
+    r = _tsops("-p", proj, "runs", "list")
+    err = r.stderr.strip()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "catalog (postgresql+psycopg://postgres:***@127.0.0.1/test" in err and ":pw@" not in err
+
+
+def test_log_records_and_pipeline_errors_are_masked(tmp_path, caplog):
+    import logging
+
+    from tsops.cli.main import _MaskFilter, state
+
+    rec = logging.LogRecord("x", logging.WARNING, __file__, 1, "cannot reach %s", ("kafka://u:pw1@h:9092",), None)
+    assert _MaskFilter().filter(rec) and rec.getMessage() == "cannot reach kafka://u:***@h:9092"
+    try:
+        raise RuntimeError("postgresql://a:pw2@h/db is down")
+    except RuntimeError:
+        import sys
+
+        exc = sys.exc_info()
+    state.verbose = 0
+    rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "stage failed", (), exc)
+    _MaskFilter().filter(rec)
+    assert rec.exc_info is None and "pw2" not in rec.getMessage() and "a:***@h" in rec.getMessage()
+    assert "Traceback" not in rec.getMessage()
+    state.verbose = 1
+    rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "stage failed", (), exc)
+    _MaskFilter().filter(rec)
+    assert "Traceback" in rec.getMessage() and "pw2" not in rec.getMessage()
+    state.verbose = 0

@@ -52,3 +52,57 @@ def test_remote_urls_kept_and_durations():
     assert parse_duration("12h").total_seconds() == 43200
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+SERIES = {"timestamp": "t", "keys": ["a"], "values": ["v"]}
+
+
+def _policy(**ds):
+    return parse_config({"datasets": {"s": {"series": SERIES, **ds}}}).datasets["s"].retention
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0d", "datasets.s.retention: Value error, '0d' would delete everything"),
+    ("1000000w", "datasets.s.retention: Value error, '1000000w' is longer than 100 years"),
+    ("9" * 400 + "d", "datasets.s.retention: Value error"),
+    ({"raw": "90d", "clean": "0s"}, "datasets.s.retention.clean: Value error, '0s' would delete everything"),
+    ({"forecasts": "101y"}, "datasets.s.retention.forecasts: Value error, '101y' is not a duration"),
+    ({"forecasts": "36600d"}, "datasets.s.retention.forecasts: Value error, '36600d' is longer than 100 years"),
+    ({"archive": "1d"}, "datasets.s.retention.archive: unknown key"),
+    ([1, 2], "datasets.s.retention: Value error, [1, 2] is not a retention"),
+])
+def test_retention_policies_are_validated_at_load_naming_the_key(value, message):
+    with pytest.raises(ConfigError) as e:
+        _policy(retention=value)
+    assert message in str(e.value)
+
+
+def test_retention_policy_forms():
+    # per zone; a zone left out is kept forever
+    p = _policy(retention={"raw": "90d", "quarantine": "30d", "clean": "180d", "forecasts": "forever"})
+    assert p.zones() == {"raw": "90d", "quarantine": "30d", "clean": "180d"}
+    assert p.keep("raw").days == 90 and p.keep("forecasts") is None
+    # the scalar shorthand covers every zone; quarantine_retention overrides the quarantine zone
+    assert _policy(retention="90d").zones() == dict.fromkeys(("raw", "quarantine", "clean", "forecasts"), "90d")
+    p = _policy(retention="90d", quarantine_retention="7d")
+    assert p.quarantine == "7d" and p.raw == p.clean == p.forecasts == "90d"
+    assert _policy(quarantine_retention="7d").zones() == {"quarantine": "7d"}
+    assert _policy(retention="forever").zones() == {} and _policy().zones() == {}
+    assert _policy(retention="100w").keep("clean").days == 700
+    with pytest.raises(ConfigError, match="give the quarantine policy once"):
+        _policy(retention={"quarantine": "1d"}, quarantine_retention="2d")
+    with pytest.raises(ConfigError, match="datasets.s.quarantine_retention: .*longer than 0"):
+        _policy(quarantine_retention="0h")
+
+
+def test_init_template_documents_per_zone_retention(tmp_path):
+    p = init_project(tmp_path / "p")
+    text = p.read_text()
+    assert "forever" in text and "quarantine_retention" in text and "100 years" in text
+    assert load_project(tmp_path / "p").dataset("sensors").retention.zones() == {
+        "raw": "90d", "quarantine": "30d", "clean": "180d", "forecasts": "30d"}
+
+
+def test_parse_duration_overflow_is_a_value_error():
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("9" * 400 + "d")

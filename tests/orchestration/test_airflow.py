@@ -36,7 +36,8 @@ datasets:
     series: {timestamp: ts, keys: [site], values: [v]}
 """
 # stage commands that exist today (the test must not depend on `tsops pipeline run`)
-TEST_STAGES = {"ingest": "{tsops} -p {project} ingest -d {dataset}", "catalog": "{tsops} -p {project} catalog list"}
+TEST_STAGES = {"ingest": "{tsops} -p {project} ingest -d {dataset}", "catalog": "{tsops} -p {project} catalog list",
+               "retention": "{tsops} -p {project} retention -d {dataset}"}
 
 
 @pytest.fixture
@@ -149,6 +150,38 @@ def test_cli_render(project, tmp_path, monkeypatch):
     assert res.exit_code != 0 and "does not exist" in str(res.exception)
 
 
+def _tsops_wrapper(tmp_path: Path) -> Path:
+    """tsops through a wrapper script (tsops is not installed in Airflow's venv)."""
+    wrapper = tmp_path / "tsops-wrapper"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={REPO / 'src'}${{PYTHONPATH:+:$PYTHONPATH}} "
+                       f"exec {sys.executable} -m tsops \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_retention_task_is_last_and_its_command_prunes_the_lake(project, tmp_path):
+    """The default DAG ends each dataset's chain with a retention task; running its command (as the
+    BashOperator would) applies the dataset's policy. (The real Airflow run is the test below.)"""
+    text = (project.root / "tsops.yaml").read_text().replace(
+        'paths: ["incoming/*.csv"]}', 'paths: ["incoming/*.csv"]}\n    retention: {raw: 30d}')
+    (project.root / "tsops.yaml").write_text(text)
+    project = load_project(project.root)
+    wrapper = _tsops_wrapper(tmp_path)
+    src = render_dag(project, tmp_path / "dags" / "d.py", tsops_bin=wrapper).read_text()
+    tasks = _dag_literal(src, "PIPELINE")[0]["tasks"]
+    assert [t["task_id"] for t in tasks][-2:] == ["report", "retention"]  # chain(*tasks): report >> retention
+    cmd = tasks[-1]["command"]
+    assert cmd == f"{wrapper} -p '{project.root}' pipeline run --stage retention --dataset sensors"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run(["bash", "-c", tasks[0]["command"]], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert project.lake().days("raw", "sensors")  # ingested 2026-01-01
+    r = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "retention" in r.stdout and project.lake().days("raw", "sensors") == []
+    assert {s["series_id"]: s["count"] for s in project.catalog().list_series("sensors")} == {"a": 0, "b": 0}
+
+
 # ---------------------------------------------------------------------------------------------- real Airflow
 def _airflow_venv() -> Path:
     venv = Path(os.environ.get("TSOPS_AIRFLOW_VENV") or REPO / ".venv-airflow")
@@ -162,10 +195,7 @@ def _airflow_venv() -> Path:
 def test_dag_runs_green_in_airflow(project, tmp_path):
     venv = _airflow_venv()
     # the tasks call tsops through a wrapper: tsops is not installed in Airflow's venv
-    wrapper = tmp_path / "tsops-wrapper"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={REPO / 'src'}${{PYTHONPATH:+:$PYTHONPATH}} "
-                       f"exec {sys.executable} -m tsops \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = _tsops_wrapper(tmp_path)
     dags = tmp_path / "dags"
     render_dag(project, dags / "tsops_tiny.py", tsops_bin=wrapper, stages=TEST_STAGES, datasets=["sensors"],
                retries=0, dag_id="tsops_tiny")
@@ -192,7 +222,8 @@ def test_dag_runs_green_in_airflow(project, tmp_path):
     with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:  # Airflow's own metadata database
         rows = db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
                           ("tsops_tiny", m.group(1))).fetchall()
-    assert dict(rows) == {"sensors.ingest": "success", "sensors.catalog": "success"}, rows
+    assert dict(rows) == {"sensors.ingest": "success", "sensors.catalog": "success",
+                          "sensors.retention": "success"}, rows
     # the ingest task really ran against the project
     series = project.catalog().list_series("sensors")
     assert sorted(s["series_id"] for s in series) == ["a", "b"]

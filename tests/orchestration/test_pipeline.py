@@ -67,7 +67,7 @@ def test_full_pipeline_twice_second_run_changes_nothing(sensor_project):
     assert again.status == "success"
     assert {s: r["status"] for s, r in again.stages.items()} == {
         "ingest": "ran", "process": "ran", "analyze": "skipped", "train": "skipped", "forecast": "skipped",
-        "report": "skipped"}
+        "report": "skipped", "retention": "skipped"}
     assert again.stages["ingest"]["consumed"] == 0 and again.stages["process"]["days"] == []
     assert lake_files(sensor_project) == before
     assert json.dumps(sensor_project.catalog().list_series("sensors"), sort_keys=True, default=str) == docs
@@ -88,6 +88,42 @@ def test_full_pipeline_twice_second_run_changes_nothing(sensor_project):
     assert out.exit_code == 0 and "tsops-sensors v1" in out.output and "input_partitions" in out.output
     listed = CliRunner().invoke(app, ["-p", str(sensor_project.root), "runs", "list", "--kind", "pipeline"])
     assert listed.exit_code == 0 and listed.output.count("pipeline") >= 3
+
+
+def test_retention_is_the_last_stage_and_recorded_in_the_run(sensor_project):
+    import yaml
+    from typer.testing import CliRunner
+
+    from tsops.cli.main import app
+    from tsops.config import load_project
+
+    assert P.STAGES[-1] == "retention"
+    # no policy: the stage runs and says why it did nothing
+    run = P.run_pipeline(sensor_project, "sensors", ["retention"])
+    assert run.stages["retention"]["status"] == "skipped" and "forever" in run.stages["retention"]["why"]
+
+    cfg = yaml.safe_load((sensor_project.root / "tsops.yaml").read_text())
+    cfg["datasets"]["sensors"]["retention"] = {"raw": "1d", "clean": "1d"}
+    (sensor_project.root / "tsops.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    project = load_project(sensor_project.root)
+    first = project.lake().days("raw", "sensors")[0]  # two days of traffic up to now: the first day is > 1d old
+    run = P.run_pipeline(project, "sensors", ["process", "retention"])
+    assert run.status == "success", run.error
+    st = run.stages["retention"]
+    assert st["status"] == "ran" and st["changed"] and st["removed"]["raw"] == [first.isoformat()]
+    assert st["removed"]["clean"] == [first.isoformat()] and st["series_updated"] == 6
+    assert first not in project.lake().days("raw", "sensors")
+    rec = project.catalog().get_run(run.run_id)
+    assert rec["stats"]["lineage"]["deleted_partitions"]["raw"] == [first.isoformat()]
+    cat = project.catalog()
+    raw_rows = project.lake().read("raw", "sensors").num_rows
+    assert sum(s["count"] for s in cat.list_series("sensors")) == raw_rows
+    assert [a["detail"]["zone"] for a in cat.list_audit("retention", "sensors")] == ["raw", "clean"]
+    # a second run has nothing left to delete; the CLI reports the stage like the others
+    out = CliRunner().invoke(app, ["-p", str(project.root), "pipeline", "run", "--stage", "process",
+                                   "--stage", "retention", "-d", "sensors"])
+    assert out.exit_code == 0, out.output
+    assert "retention" in out.output and "partitions_removed=0" in out.output
 
 
 def test_forecast_error_measures_mase_of_past_forecasts(sensor_project):

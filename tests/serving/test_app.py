@@ -143,3 +143,201 @@ def test_reloads_when_the_champion_alias_moves(served_project):
     assert body["version"] == res.version and body["model"] == "tsops-demo"
     assert c.get("/health").json() == {"status": "ok", "loaded": {"demo": res.version}, "reloads": 1}
     client.set_registered_model_alias("tsops-demo", "champion", "1")
+
+
+# ---------------------------------------------------------------------------------------------- token and body size
+TOKEN = "s3cret-token"
+
+
+def _concrete(path: str) -> str:
+    """A request path for a route pattern: every {param} becomes a plausible value."""
+    import re
+
+    return re.sub(r"{[^}]+}", "demo", path)
+
+
+def _routes(app):
+    """(method, path) for every route the app's router lists (included routers flattened)."""
+    from fastapi.routing import iter_route_contexts
+
+    out = []
+    for r in iter_route_contexts(app.router.routes):
+        for m in sorted(r.methods or {"GET"}):
+            out.append((m, _concrete(r.path)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def guarded(served_project):
+    from tsops.serving.dashboard import router as dashboard_router
+
+    app = create_app(served_project, token=TOKEN, check_interval=0, routers=[dashboard_router], max_body=4096)
+    with TestClient(app) as c:
+        yield app, c
+
+
+def test_every_route_but_health_needs_the_token(guarded):
+    app, c = guarded
+    routes = _routes(app)
+    paths = {p for _, p in routes}
+    # the router lists the API, its docs and every dashboard page
+    assert {"/forecast", "/models", "/openapi.json", "/docs", "/dashboard/", "/dashboard/models",
+            "/dashboard/runs", "/dashboard/datasets/demo", "/dashboard/datasets/demo/series/demo"} <= paths
+    for method, path in routes:
+        r = c.request(method, path, json={"series_ids": ["s0"]} if method == "POST" else None)
+        if path == "/health":
+            assert r.status_code == 200
+            continue
+        assert r.status_code == 401, (method, path, r.status_code)
+        if method != "HEAD":
+            assert r.json() == {"detail": r.json()["detail"]} and "missing bearer token" in r.json()["detail"]
+            assert "seasonal_naive" not in r.text and "s0" not in r.text
+        # a wrong token or a forged cookie is no better
+        assert c.request(method, path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert c.request(method, path, cookies={"tsops_session": TOKEN}).status_code == 401
+        # a browser is sent to the login page, still without data
+        r = c.request(method, path, headers={"Accept": "text/html"}, follow_redirects=False)
+        if method in ("GET", "HEAD"):
+            assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+            assert r.content == b""
+        else:
+            assert r.status_code == 401
+    # unknown paths too: nothing tells an outsider what exists
+    assert c.get("/nope").status_code == 401
+    # with the token every route answers as usual
+    ok = {"Authorization": f"Bearer {TOKEN}"}
+    assert c.get("/models", headers=ok).json()["models"][0]["champion"]["version"] == "1"
+    assert c.get("/dashboard/", headers=ok).status_code == 200 and "demo" in c.get("/dashboard/", headers=ok).text
+    assert c.get("/openapi.json", headers=ok).status_code == 200
+    assert c.post("/forecast", json={"series_ids": ["s0"]}, headers=ok).status_code == 200
+
+
+def test_login_sets_an_httponly_cookie_that_opens_the_dashboard(guarded):
+    from tsops.serving.auth import session_value
+
+    _, c = guarded
+    c.cookies.clear()
+    r = c.get("/dashboard/runs?dataset=demo", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get(r.headers["location"])
+    assert page.status_code == 200 and 'type="password"' in page.text and "demo" not in page.text.split("next")[0]
+    assert 'value="/dashboard/runs?dataset=demo"' in page.text
+    r = c.post("/login", data={"token": "wrong", "next": "/dashboard/runs"}, follow_redirects=False)
+    assert r.status_code == 401 and "wrong token" in r.text and "set-cookie" not in r.headers
+    r = c.post("/login", data={"token": TOKEN, "next": "/dashboard/runs?dataset=demo"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/runs?dataset=demo"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert TOKEN not in cookie and session_value(TOKEN) in cookie
+    c.cookies.set("tsops_session", session_value(TOKEN))
+    assert c.get("/dashboard/runs").status_code == 200
+    assert c.get("/models").status_code == 200  # the API accepts the session too (same origin)
+    # no open redirect after login
+    r = c.post("/login", data={"token": TOKEN, "next": "//evil.example/x"}, follow_redirects=False)
+    assert r.headers["location"] == "/dashboard/"
+    r = c.post("/logout", follow_redirects=False)
+    assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+    c.cookies.clear()
+    assert c.get("/dashboard/runs").status_code == 401
+
+
+def test_body_limit_413_with_a_clear_message(guarded):
+    _, c = guarded
+    ok = {"Authorization": f"Bearer {TOKEN}"}
+    big = {"series_ids": ["s0"] * 2000}  # > 4096 bytes of JSON
+    r = c.post("/forecast", json=big, headers=ok)
+    assert r.status_code == 413 and "larger than the limit of 4,096 bytes" in r.json()["detail"]
+    assert "--max-body" in r.json()["detail"]
+    # the limit does not apply before the token: an outsider gets 401 whatever the size
+    assert c.post("/forecast", json=big).status_code == 401
+    assert c.post("/forecast", json={"series_ids": ["s0"]}, headers=ok).status_code == 200
+
+
+def _asgi_call(app, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks: int, chunk: int):
+    """Drive the ASGI app directly: the body comes as ``chunks`` messages of ``chunk`` bytes; returns the status,
+    the response body and how many body chunks the app pulled."""
+    import asyncio
+
+    pulled = 0
+    sent: list[dict] = []
+
+    async def receive():
+        nonlocal pulled
+        if pulled >= chunks:
+            return {"type": "http.disconnect"}
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * chunk, "more_body": pulled < chunks}
+
+    async def send(msg):
+        sent.append(msg)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body, pulled
+
+
+def test_a_200mb_body_is_refused_before_it_is_read(guarded):
+    app, _ = guarded
+    mb, n = 1024 * 1024, 200
+    ct = (b"content-type", b"application/json")
+    declared = (b"content-length", str(n * mb).encode())
+    # no token: 401, not one byte of the body read
+    status, body, pulled = _asgi_call(app, "POST", "/forecast", [ct, declared], n, mb)
+    assert status == 401 and pulled == 0 and b"missing bearer token" in body
+    # with the token, a declared size over the limit: 413, nothing read
+    auth = (b"authorization", f"Bearer {TOKEN}".encode())
+    status, body, pulled = _asgi_call(app, "POST", "/forecast", [ct, declared, auth], n, mb)
+    assert status == 413 and pulled == 0 and b"larger than the limit" in body
+    # chunked (no Content-Length): stopped at the limit, after at most one chunk past it
+    status, body, pulled = _asgi_call(app, "POST", "/forecast", [ct, auth], n, 1024)
+    assert status == 413 and pulled == 5 and b"larger than the limit of 4,096 bytes" in body
+
+
+def test_real_server_answers_401_without_reading_a_declared_200mb_body(served_project):
+    """Over a socket: headers announce 200 MB, no body byte is sent; the server answers at once (it would wait
+    for the body for ever if it read it first: the socket timeout would fail the test)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    app = create_app(served_project, token=TOKEN)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    t.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(b"POST /forecast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 200000000\r\n\r\n")
+            head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 401"), head[:200]
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(b"POST /forecast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      + f"Authorization: Bearer {TOKEN}\r\n".encode() + b"Content-Length: 200000000\r\n\r\n")
+            head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    finally:
+        server.should_exit = True
+        t.join(timeout=30)
+
+
+def test_parse_size():
+    from tsops.serving.auth import parse_size
+
+    assert parse_size("10MB") == 10 * 1024 * 1024 and parse_size("512k") == 512 * 1024
+    assert parse_size("1GiB") == 1024**3 and parse_size("1000") == 1000 and parse_size(77) == 77
+    for bad in ("0", "ten", "-1MB", "5TB"):
+        with pytest.raises(ValueError):
+            parse_size(bad)

@@ -233,6 +233,35 @@ def test_runs_page(client):
     assert "No runs recorded yet" in r.text
 
 
+def test_token_guards_every_dashboard_page_and_login_opens_them(project):
+    from fastapi.routing import iter_route_contexts
+
+    from tsops.serving.auth import COOKIE, session_value
+
+    app = dashboard_app(project, token="tok-123")
+    with TestClient(app) as c:
+        paths = [re.sub(r"{[^}]+}", "sensors", r.path) for r in iter_route_contexts(app.router.routes)]
+        assert {"/", "/dashboard/", "/dashboard/models", "/dashboard/runs", "/dashboard/datasets/sensors",
+                "/dashboard/datasets/sensors/series/sensors"} <= set(paths)
+        for path in paths:
+            r = c.get(path, follow_redirects=False)
+            assert r.status_code == 401 and KOREAN not in r.text and "sensors" not in r.json()["detail"], path
+            r = c.get(path, headers={"Accept": "text/html,application/xhtml+xml"}, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), path
+        series = series_url("/dashboard", "sensors", KOREAN)
+        r = c.get(series, headers={"Accept": "text/html"}, follow_redirects=False)
+        login = c.get(r.headers["location"])
+        assert login.status_code == 200 and "광" not in unquote(login.text.split('name="next"')[0])
+        r = c.post("/login", data={"token": "tok-123", "next": unquote(r.headers["location"].split("next=")[1])},
+                   follow_redirects=False)
+        assert r.status_code == 303 and unquote(r.headers["location"]) == unquote(series)
+        assert f"{COOKIE}={session_value('tok-123')}" in r.headers["set-cookie"]
+        assert "HttpOnly" in r.headers["set-cookie"]
+        page = c.get(r.headers["location"])  # the client keeps the cookie
+        assert page.status_code == 200 and "<svg" in page.text
+        assert c.get("/dashboard/runs", headers={"Authorization": "Bearer tok-123"}, cookies={}).status_code == 200
+
+
 def test_models_page_without_tracking_store(client):
     r = client.get("/dashboard/models")
     assert r.status_code == 200 and r.text.count("no champion yet") == 2

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from tsops.datamodel import PROFILE_KEY, SeriesProfile
+from tsops.masking import label_errors, mask_secrets, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,19 @@ class Catalog:
             kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except (sa.exc.ArgumentError, ImportError) as err:  # unparsable URL, unknown dialect or missing driver
+            raise ValueError(f"catalog URL {mask_url(url)}: {mask_secrets(err)} - check catalog.url in "
+                             "tsops.yaml") from None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
         self.dialect = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(
-                f"catalog URL {url!r}: dialect {self.dialect!r} is not supported (use sqlite or postgresql)"
+                f"catalog URL {mask_url(url)}: dialect {self.dialect!r} is not supported (use sqlite or postgresql)"
             )
+        label_errors(self.engine, "catalog", "check catalog.url in tsops.yaml")
         if create:
             self.create()
 
@@ -185,6 +191,27 @@ class Catalog:
             set_={"doc": self._json_patch(datasets.c.doc, stmt.excluded.doc), "updated_at": stmt.excluded.updated_at},
         )
         self._run(stmt, conn)
+
+    def drop_dataset_doc_entries(self, name: str, key: str, entries: Sequence[str],
+                                 conn: Connection | None = None) -> int:
+        """Remove ``entries`` from the mapping ``doc[key]`` of dataset ``name`` (read-modify-write under a row
+        lock: a merge patch cannot delete nested keys on both dialects). Returns how many went."""
+        if not entries:
+            return 0
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.drop_dataset_doc_entries(name, key, entries, c)
+        q = sa.select(datasets.c.doc).where(datasets.c.name == name)
+        row = conn.execute(q.with_for_update() if self.dialect == "postgresql" else q).first()
+        doc = (json.loads(row[0]) if isinstance(row[0], str) else dict(row[0] or {})) if row else {}
+        inner = dict(doc.get(key) or {})
+        gone = [e for e in entries if e in inner]
+        for e in gone:
+            del inner[e]
+        if gone:
+            doc[key] = inner
+            conn.execute(sa.update(datasets).where(datasets.c.name == name).values(doc=doc, updated_at=now_us()))
+        return len(gone)
 
     def get_dataset(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -261,6 +288,39 @@ class Catalog:
         for i in range(0, len(rows), 500):
             self._run(stmt, conn, rows[i : i + 500])
         return len(rows)
+
+    def subtract_series_counts(self, dataset: str, removed: Mapping[str, int], first_ts_floor_us: int,
+                               conn: Connection | None = None) -> int:
+        """Retention deleted raw rows older than ``first_ts_floor_us``: each series in ``removed`` loses that
+        many rows from its count (never below 0) and its first_ts_us moves up to at least the floor."""
+        rows = [{"d": dataset, "sid": sid, "n": int(n), "floor": int(first_ts_floor_us), "t": now_us()}
+                for sid, n in sorted(removed.items()) if n]
+        if not rows:
+            return 0
+        n, floor = sa.bindparam("n", type_=sa.BigInteger), sa.bindparam("floor", type_=sa.BigInteger)
+        stmt = sa.update(series).where(series.c.dataset == sa.bindparam("d"),
+                                       series.c.series_id == sa.bindparam("sid")).values(
+            count=sa.case((series.c.count > n, series.c.count - n), else_=0),
+            first_ts_us=sa.case((series.c.first_ts_us < floor, floor), else_=series.c.first_ts_us),
+            updated_at=sa.bindparam("t"))
+        self._run(stmt, conn, rows)
+        return len(rows)
+
+    def set_series_first_ts(self, dataset: str, first: Mapping[str, int | None],
+                            conn: Connection | None = None) -> int:
+        """Set each series' first_ts_us (after retention: its oldest remaining raw row). None means no raw row is
+        left: count 0 and no time range."""
+        t = now_us()
+        where = (series.c.dataset == sa.bindparam("d")) & (series.c.series_id == sa.bindparam("sid"))
+        left = [{"d": dataset, "sid": sid, "first": f, "t": t} for sid, f in sorted(first.items()) if f is not None]
+        gone = [{"d": dataset, "sid": sid, "t": t} for sid, f in sorted(first.items()) if f is None]
+        if left:
+            self._run(sa.update(series).where(where).values(
+                first_ts_us=sa.bindparam("first", type_=sa.BigInteger), updated_at=sa.bindparam("t")), conn, left)
+        if gone:
+            self._run(sa.update(series).where(where).values(
+                count=0, first_ts_us=None, last_ts_us=None, updated_at=sa.bindparam("t")), conn, gone)
+        return len(first)
 
     def get_series(self, dataset: str, series_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -427,14 +487,19 @@ class Catalog:
     def add_audit(self, action: str, dataset: str | None, detail: Mapping[str, Any]) -> None:
         self._run(sa.insert(audit).values(at=now_us(), action=action, dataset=dataset, detail=dict(detail)))
 
-    def list_audit(self, action: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(audit).order_by(audit.c.id)
+    def list_audit(self, action: str | None = None, dataset: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries oldest first (with ``limit``: the most recent ``limit`` entries, oldest first)."""
+        q = sa.select(audit).order_by(audit.c.id.desc() if limit else audit.c.id)
         if action:
             q = q.where(audit.c.action == action)
         if dataset:
             q = q.where(audit.c.dataset == dataset)
+        if limit:
+            q = q.limit(limit)
         with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(q).mappings()]
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return rows[::-1] if limit else rows
 
     # ---------------------------------------------------------------- internals
     def _run(self, stmt, conn: Connection | None = None, params=None) -> None:

@@ -58,7 +58,7 @@ def render(
         None, help="wait between retries, e.g. 5m (default: pipeline.retry_delay, else 5m)"
     ),
     stage: Optional[list[str]] = typer.Option(  # noqa: UP045
-        None, "--stage", help="stages in order (repeat; default: ingest process analyze train forecast report)"
+        None, "--stage", help="stages in order (repeat; default: ingest process analyze train forecast report retention)"
     ),
     dataset: Optional[list[str]] = typer.Option(  # noqa: UP045
         None, "--dataset", "-d", help="datasets to schedule (repeat; default: all)"

@@ -222,21 +222,29 @@ def serve(
     token: Optional[str] = typer.Option(None, envvar="TSOPS_API_TOKEN",  # noqa: UP045
                                         help="require this bearer token (default: open)"),
     check_interval: float = typer.Option(10.0, help="seconds between champion alias checks (0: every request)"),
+    max_body: str = typer.Option("10MB", "--max-body", envvar="TSOPS_MAX_BODY",
+                                 help="largest request body accepted (e.g. 10MB, 512KB); larger gets 413"),
     project: Optional[Path] = _PROJECT,  # noqa: UP045
 ) -> None:
-    """Serve forecasts over HTTP (FastAPI): POST /forecast, GET /health, GET /models, /docs."""
+    """Serve forecasts over HTTP (FastAPI): POST /forecast, GET /health, GET /models, /docs, /dashboard/.
+
+    With --token (or $TSOPS_API_TOKEN) every route but /health needs it: API clients send
+    'Authorization: Bearer <token>', browsers log in once at /login (an HttpOnly session cookie)."""
     import uvicorn
 
     from tsops.config import ConfigError
     from tsops.serving.app import create_app
+    from tsops.serving.auth import parse_size
 
     try:
+        limit = parse_size(max_body)
         from tsops.serving.dashboard import router as dashboard_router
 
         app = create_app(_project(ctx, project), token=token, check_interval=check_interval,
-                         routers=[dashboard_router])
-    except ConfigError as exc:
+                         routers=[dashboard_router], max_body=limit)
+    except (ConfigError, ValueError) as exc:
         raise _fail(exc) from None
-    console.print(f"serving on http://{host}:{port}  (dashboard: /dashboard/, OpenAPI: /docs)"
-                  f"{' with a bearer token' if token else ''}")
+    console.print(f"serving on http://{host}:{port}  (dashboard: /dashboard/, OpenAPI: /docs), request bodies up "
+                  f"to {limit:,} bytes"
+                  + ("; every route but /health needs the token (browsers: log in at /login)" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

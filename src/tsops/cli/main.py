@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -31,9 +32,30 @@ class UserError(Exception):
 
 class _State:
     project_dir: Optional[Path] = None  # noqa: UP045 - typer reads these annotations
+    verbose: int = 0
 
 
 state = _State()
+
+
+class _MaskFilter(logging.Filter):
+    """Mask credentials in every log record; keep tracebacks (masked) only with ``-v``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import traceback
+
+        from tsops.masking import mask_secrets
+
+        msg = mask_secrets(record.getMessage())
+        if record.exc_info and record.exc_info[1] is not None:
+            if state.verbose:
+                msg += "\n" + mask_secrets("".join(traceback.format_exception(*record.exc_info))).rstrip()
+            else:
+                err = record.exc_info[1]
+                msg += f": {type(err).__name__}: {mask_secrets(err)} (-v shows the traceback)"
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = msg, ()
+        return True
 
 
 @app.callback()
@@ -44,10 +66,13 @@ def _root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more logging (-v info, -vv debug)"),
 ) -> None:
     state.project_dir = project
+    state.verbose = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console)])
+    handler = RichHandler(console=err_console)
+    handler.addFilter(_MaskFilter())
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
 
 
 def load():
@@ -214,28 +239,94 @@ def sql(
 # ---------------------------------------------------------------------------------------------- retention
 @app.command()
 def retention(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
+    dataset: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--dataset", "-d", help="dataset(s) to prune (default: every dataset)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="only print what would be removed"),
+    wait: bool = typer.Option(False, "--wait", help="wait for a running pipeline on the dataset instead of exiting"),
 ) -> None:
-    """Delete whole day partitions older than each dataset's retention policy."""
-    from tsops.lake.retention import apply_retention
+    """Delete day partitions older than each dataset's per-zone retention policy; update the catalog."""
+    from tsops.lake.retention import retain_dataset
+    from tsops.orchestration.lock import DatasetLock, LockBusy
 
     project = load()
-    names = [dataset] if dataset else list(project.config.datasets)
-    lake, cat = project.lake(), project.catalog()
-    t = Table(title="retention" + (" (dry run)" if dry_run else ""))
-    for c in ("dataset", "zone", "policy", "cutoff", "partitions removed", "files", "kept"):
-        t.add_column(c)
+    names = dataset or list(project.config.datasets)
+    t = Table(title="retention: day partitions" + (" (dry run)" if dry_run else ""))
+    for c in ("dataset", "zone", "keep", "cutoff", "removed", "rows", "series", "kept"):
+        t.add_column(c, justify="left" if c in ("dataset", "zone", "keep", "cutoff") else "right", overflow="fold",
+                     min_width={"zone": 10, "cutoff": 10}.get(c))
     for name in names:
-        d = project.dataset(name)
-        for zone, policy in (("raw", d.retention), ("quarantine", d.quarantine_retention or d.retention)):
-            if not policy:
-                continue
-            r = apply_retention(lake, cat, name, policy, zone=zone, dry_run=dry_run)
-            t.add_row(name, zone, policy, r.cutoff.isoformat(), str(len(r.removed)), str(r.files), str(r.kept))
+        policy = project.dataset(name).retention
+        if not policy.zones():
+            t.add_row(name, "every", "forever", "", "0", "0", "", "")
+            continue
+        try:
+            with DatasetLock(project.root, name, wait=wait):  # no pipeline stage reads what is being deleted
+                results = retain_dataset(project, name, dry_run=dry_run)
+        except LockBusy as err:
+            raise UserError(str(err)) from None
+        for r in results:
+            t.add_row(name, r.zone, r.policy, r.cutoff.isoformat(), str(len(r.removed)), f"{r.rows:,}",
+                      "" if r.zone != "raw" or dry_run else str(r.series_updated), str(r.kept))
             for day in r.removed:
-                console.print(f"{'would remove' if dry_run else 'removed'} {zone}/{name}/{day.isoformat()}")
+                console.print(f"{'would remove' if dry_run else 'removed'} {r.zone}/{name}/{day.isoformat()}")
     console.print(t)
+
+
+@app.command()
+def audit(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="only this dataset's entries"),  # noqa: UP045
+    action: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--action", "-a", help="only this action (e.g. retention)"),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="show the most recent N entries"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The audit log: what was deleted or skipped, when, and why (retention, source gaps ...)."""
+    from rich.markup import escape
+
+    from tsops.catalog import us_to_iso
+
+    project = load()
+    cat = project.catalog()
+    try:
+        rows = cat.list_audit(action=action, dataset=dataset, limit=limit)
+    finally:
+        cat.close()
+    if as_json:
+        console.print_json(json.dumps([{**r, "at": us_to_iso(r["at"])} for r in rows], default=str,
+                                      ensure_ascii=False))
+        return
+    t = Table(title="audit log" + (f" of {dataset}" if dataset else "") + (f" ({action})" if action else ""))
+    for c in ("id", "at (UTC)", "action", "dataset", "detail"):
+        t.add_column(c, justify="right" if c == "id" else "left", overflow="fold")
+    for r in rows:
+        at = (us_to_iso(r["at"]) or "")[:19].replace("T", " ")
+        t.add_row(str(r["id"]), at, escape(r["action"]), escape(r["dataset"] or ""), escape(_audit_detail(r["detail"])))
+    console.print(t)
+    if not rows:
+        console.print("no audit entries" + (" match" if dataset or action else " yet"))
+
+
+def _audit_detail(detail: object) -> str:
+    """A compact one-line summary of an audit entry's detail (long lists shortened to their ends and length)."""
+    from tsops.masking import mask_secrets
+
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            return mask_secrets(detail)
+    if not isinstance(detail, dict):
+        return mask_secrets(json.dumps(detail, default=str, ensure_ascii=False))
+    parts = []
+    for k, v in detail.items():
+        if isinstance(v, list) and len(v) > 3:
+            v = f"{len(v)} [{v[0]} .. {v[-1]}]"
+        elif isinstance(v, list | dict):
+            v = json.dumps(v, default=str, ensure_ascii=False)
+        parts.append(f"{k}={v}")
+    text = ", ".join(parts)  # day partitions read as dates
+    text = re.sub(r"year=(\d{4})/month=(\d{2})/day=(\d{2})", r"\1-\2-\3", text)
+    return mask_secrets(text)
 
 
 # ---------------------------------------------------------------------------------------------- process
@@ -330,12 +421,13 @@ app.add_typer(runs_app, name="runs")
 def pipeline_run(
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d", help="default: every dataset"),  # noqa: UP045
     stage: Optional[list[str]] = typer.Option(  # noqa: UP045
-        None, "--stage", "-s", help="run only these stages (ingest process analyze train forecast report)"),
+        None, "--stage", "-s", help="run only these stages (ingest process analyze train forecast report retention)"),
     wait: bool = typer.Option(False, "--wait", help="wait for a running pipeline on the dataset instead of exiting"),
     retrain: bool = typer.Option(False, "--retrain", help="train even when the champion is not due"),
     model: Optional[list[str]] = typer.Option(None, "--model", help="model families to search when training"),  # noqa: UP045
 ) -> None:
-    """Ingest -> process -> analyze -> train (when due) -> forecast -> report, incrementally."""
+    """Ingest -> process -> analyze -> train (when due) -> forecast -> report -> retention, incrementally."""
+    from tsops.masking import mask_secrets
     from tsops.orchestration.lock import LockBusy
     from tsops.orchestration.pipeline import run_pipeline
 
@@ -352,7 +444,7 @@ def pipeline_run(
                 f"{k}={v}" for k, v in res.items()
                 if k not in ("status", "seconds", "changed", "outputs", "monitoring", "quality", "top_pairs")
                 and not isinstance(v, dict | list))
-            t.add_row(s, res.get("status", "ran"), f"{res.get('seconds', 0):.1f}", str(detail)[:90])
+            t.add_row(s, res.get("status", "ran"), f"{res.get('seconds', 0):.1f}", mask_secrets(detail)[:90])
             err_console.print(f"[dim]{name}: {s} {res.get('status', 'ran')} ({res.get('seconds', 0):.1f} s)[/dim]")
 
         try:
@@ -361,7 +453,8 @@ def pipeline_run(
         except LockBusy as err:
             raise UserError(str(err)) from None
         console.print(t)
-        console.print(f"run {run.run_id}: {run.status} in {run.seconds:.1f} s" + (f" ({run.error})" if run.error else ""))
+        console.print(f"run {run.run_id}: {run.status} in {run.seconds:.1f} s"
+                      + (f" ({mask_secrets(run.error)})" if run.error else ""), markup=False)
         if run.status != "success":
             failed.append(name)
     if failed:
@@ -435,16 +528,44 @@ _register_commands()
 
 
 def main() -> None:
+    """Run the CLI. Errors are one line (credentials masked) with exit code 2 for usage and configuration
+    errors, 1 for database and unexpected errors; ``-v`` adds the (masked) traceback."""
     from pydantic import ValidationError
+    from rich.markup import escape
 
     from tsops.config import ConfigError
+    from tsops.masking import db_error_line, is_db_error, mask_secrets
 
     try:
         app()
     except (UserError, ConfigError, FileNotFoundError, KeyError, ValueError, ValidationError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        err_console.print(f"[red]error:[/red] {msg}")
+        _traceback(err)
+        err_console.print(f"[red]error:[/red] {escape(mask_secrets(msg))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Exception as err:
+        if not is_db_error(err):
+            if not state.verbose:  # an unexpected error is a bug: its traceback (masked) always shows
+                state.verbose = 1
+            _traceback(err)
+            err_console.print(f"[red]error:[/red] {type(err).__name__}: {escape(mask_secrets(err))}",
+                              highlight=False, soft_wrap=True)
+            sys.exit(1)
+        _traceback(err)
+        err_console.print(f"[red]error:[/red] {escape(db_error_line(err))}"
+                          + ("" if state.verbose else " (-v shows the traceback)"), highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _traceback(err: BaseException) -> None:
+    """With ``-v``: the error's traceback, credentials masked."""
+    import traceback
+
+    from tsops.masking import mask_secrets
+
+    if state.verbose:
+        sys.stderr.write(mask_secrets("".join(traceback.format_exception(err))))
+        sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -233,9 +233,10 @@ def similar(
     console.print(f"median distance at stretch {chosen:g}: [bold]{summarize(best.table['distance'])['median']:.4f}[/bold]"
                   + (" (chosen by lowest p10/median ratio)" if len(results) > 1 and choose == "ratio" else ""))
     if res is not None:
+        from tsops.masking import mask_url
         from tsops.tracking.mlflow_utils import resolve_tracking_uri
 
-        console.print(f"MLflow: {resolve_tracking_uri(tracking_uri)} experiment {experiment!r}"
+        console.print(f"MLflow: {mask_url(resolve_tracking_uri(tracking_uri))} experiment {experiment!r}"
                       + (f", parent run {res.parent_run_id}" if res.parent_run_id else ""))
         if res.registered:
             console.print(f"registered [bold]{res.registered['name']}[/bold] version {res.registered['version']} "

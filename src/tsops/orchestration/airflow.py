@@ -2,7 +2,7 @@
 
 The DAG calls the ``tsops`` command line (one ``BashOperator`` per stage and dataset) so Airflow can live in a
 virtual environment of its own: the rendered file imports Airflow only, never tsops. Each dataset gets a task
-group whose stages run in order (``ingest >> process >> ... >> report``); datasets run side by side, so a failing
+group whose stages run in order (``ingest >> process >> ... >> report >> retention``); datasets run side by side, so a failing
 source holds back only its own dataset.
 
 Scheduling settings come from the project's ``pipeline:`` section when it has one (``schedule``, ``retries``,
@@ -21,8 +21,9 @@ from typing import Any
 
 from tsops.config import Project, parse_duration
 
-#: The stages of ``tsops pipeline run``, in order (``train`` tunes and/or retrains when due).
-DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "analyze", "train", "forecast", "report")
+#: The stages of ``tsops pipeline run``, in order (``train`` tunes and/or retrains when due; ``retention`` deletes
+#: the day partitions older than the dataset's per-zone policy, last, once the report has used them).
+DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "analyze", "train", "forecast", "report", "retention")
 #: The command each task runs. Placeholders (shell-quoted when substituted): tsops, project, stage, dataset.
 DEFAULT_COMMAND = "{tsops} -p {project} pipeline run --stage {stage} --dataset {dataset}"
 DEFAULT_SCHEDULE = "@daily"

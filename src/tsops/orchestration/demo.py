@@ -15,6 +15,7 @@ from rich.table import Table
 
 from tsops.catalog import us_to_iso
 from tsops.config import init_project, load_project
+from tsops.masking import mask_url
 
 DEMO_TOPIC = "sensor-data-view"
 
@@ -139,9 +140,9 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
     report = project.root / "reports" / "sensors.html"
     console.print(
         f"lake:      {project.lake_root}  (raw/ clean/ forecasts/ quarantine/, Hive partitions year=/month=/day=)\n"
-        f"catalog:   {project.catalog_url}\n"
+        f"catalog:   {mask_url(project.catalog_url)}\n"
         + (f"report:    {report}\n" if report.exists() else "")
-        + f"MLflow:    mlflow ui --backend-store-uri {project.tracking_uri}\n"
+        + f"MLflow:    mlflow ui --backend-store-uri {mask_url(project.tracking_uri)}\n"
         f"dashboard: tsops -p {directory} serve   then open http://127.0.0.1:8000/dashboard/\n"
         f"runs:      tsops -p {directory} runs list   ·   tsops -p {directory} runs show <id>\n"
         f"Airflow:   tsops -p {directory} airflow render\n"

@@ -1,4 +1,4 @@
-"""``tsops pipeline run``: ingest -> process -> analyze -> train (when due) -> forecast -> report.
+"""``tsops pipeline run``: ingest -> process -> analyze -> train (when due) -> forecast -> report -> retention.
 
 Incremental: every stage works only on what changed since its last success (new raw partitions, new clean
 days, a new champion), so a second run with no new data changes nothing. Guarded by a per-dataset lock. A
@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from tsops.config import Project, parse_duration
+from tsops.masking import mask_secrets
 from tsops.orchestration.lock import DatasetLock
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "process", "analyze", "train", "forecast", "report")
+STAGES = ("ingest", "process", "analyze", "train", "forecast", "report", "retention")
 
 
 @dataclass
@@ -235,9 +236,24 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     return {"path": str(path), "outputs": [str(path)], "changed": True}
 
 
+def stage_retention(ctx: Context) -> dict[str, Any]:
+    """Last: delete the day partitions older than the dataset's per-zone policy (after the report used them)."""
+    from tsops.lake.retention import retain_dataset
+
+    policy = ctx.project.dataset(ctx.dataset).retention
+    if not policy.zones():
+        return {"status": "skipped", "why": "no retention policy (every zone kept forever)", "changed": False}
+    results = retain_dataset(ctx.project, ctx.dataset)
+    removed = {r.zone: [d.isoformat() for d in r.removed] for r in results if r.removed}
+    return {"partitions_removed": sum(len(r.removed) for r in results), "files": sum(r.files for r in results),
+            "rows": sum(r.rows for r in results),
+            "series_updated": sum(r.series_updated for r in results),
+            "policy": policy.zones(), "removed": removed, "changed": bool(removed)}
+
+
 STAGE_FUNCS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "ingest": stage_ingest, "process": stage_process, "analyze": stage_analyze, "train": stage_train,
-    "forecast": stage_forecast, "report": stage_report,
+    "forecast": stage_forecast, "report": stage_report, "retention": stage_retention,
 }
 
 
@@ -266,6 +282,8 @@ def lineage(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     tr = results.get("train", {})
     if tr.get("version"):
         out["trained"] = f"{tr['model']} v{tr['version']} ({'promoted' if tr.get('promoted') else 'not promoted'})"
+    if results.get("retention", {}).get("removed"):
+        out["deleted_partitions"] = results["retention"]["removed"]
     for r in results.values():
         out["outputs"] += r.get("outputs", [])
     return out
@@ -293,8 +311,8 @@ def run_pipeline(project: Project, dataset: str, stages: Sequence[str] | None = 
             try:
                 res = STAGE_FUNCS[stage](ctx)
             except Exception as err:  # recorded, then re-raised after the run log is written
-                res = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-                error = f"stage {stage!r} failed: {type(err).__name__}: {err}"
+                res = {"status": "failed", "error": mask_secrets(f"{type(err).__name__}: {err}")}
+                error = mask_secrets(f"stage {stage!r} failed: {type(err).__name__}: {err}")
                 log.exception("pipeline stage %s failed", stage)
             res.setdefault("status", "ran")
             res["seconds"] = round(time.perf_counter() - s0, 3)

@@ -6,13 +6,13 @@
 * ``GET /models``: the champion of each dataset (version, model, parameters, horizons).
 * ``GET /openapi.json``, ``/docs``: the OpenAPI spec.
 
-With a bearer token configured, ``/forecast`` and ``/models`` need ``Authorization: Bearer <token>``.
-Malformed requests get a 4xx answer whose ``detail`` says what is wrong.
+With a token configured, every path but ``/health`` needs it (``Authorization: Bearer <token>``, or the session
+cookie of the ``/login`` page for the dashboard): see :mod:`tsops.serving.auth`. Request bodies over ``max_body``
+bytes get 413 before they are read. Malformed requests get a 4xx answer whose ``detail`` says what is wrong.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 from collections.abc import Sequence
@@ -22,10 +22,11 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tsops.datamodel import SERIES_ID, TS, VALUE
+from tsops.serving.auth import DEFAULT_MAX_BODY, TokenGuard
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,12 @@ def _rows(fc: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def create_app(project, token: str | None = None, check_interval: float = 10.0, alias: str = "champion",
-               history_points: int = 2000, routers: Sequence[Any] = ()) -> FastAPI:
-    """The API for ``project``. ``token``: required bearer token (None: open); ``check_interval``: seconds
-    between alias look-ups (0: every request); ``history_points``: lake points read per series;
-    ``routers``: extra APIRouters to include (e.g. ``tsops.serving.dashboard.router``)."""
+               history_points: int = 2000, routers: Sequence[Any] = (),
+               max_body: int | None = DEFAULT_MAX_BODY) -> FastAPI:
+    """The API for ``project``. ``token``: required on every route but ``/health``, extra routers included
+    (None: open); ``check_interval``: seconds between alias look-ups (0: every request); ``history_points``:
+    lake points read per series; ``routers``: extra APIRouters to include (e.g.
+    ``tsops.serving.dashboard.router``); ``max_body``: request body limit in bytes (None: no limit)."""
     from tsops.config import ConfigError
     from tsops.serving.champion import ChampionCache, NoChampionError
     from tsops.tracking.forecast_pyfunc import ForecastInputError, forecast_frame, required_covariates
@@ -109,16 +112,10 @@ def create_app(project, token: str | None = None, check_interval: float = 10.0, 
     app.state.project = project
     cache = ChampionCache(project, alias=alias, check_interval=check_interval)
     app.state.champions = cache
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorize(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if token is None:
-            return
-        if cred is None or cred.scheme.lower() != "bearer":
-            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(cred.credentials.encode(), token.encode()):
-            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    # the guard checks the token (bearer or login cookie) and the body size before any route runs
+    app.add_middleware(TokenGuard, token=token, max_body=max_body)
+    # documents the bearer scheme in the OpenAPI spec; the guard enforces it
+    authorize = HTTPBearer(auto_error=False)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -167,6 +164,7 @@ def create_app(project, token: str | None = None, check_interval: float = 10.0, 
               dependencies=[Depends(authorize)],
               responses={400: {"description": "history or horizon unusable"}, 401: {"description": "bad token"},
                          404: {"description": "unknown dataset or series"},
+                         413: {"description": "request body over the server's limit"},
                          422: {"description": "malformed request"}, 503: {"description": "no champion yet"}})
     def forecast(req: ForecastRequest) -> dict[str, Any]:
         """Forecast the requested series; intervals are conformal 80% and 95% bands."""

@@ -6,7 +6,8 @@ project from ``request.app.state.project``. :func:`dashboard_app` builds a stand
 Pages: ``/dashboard/`` (datasets), ``/dashboard/datasets/{name}`` (series with their quality status),
 ``/dashboard/datasets/{name}/series/{series_id}`` (raw, clean and forecast values with 80/95% bands as an
 inline SVG), ``/dashboard/models`` (the MLflow champion of each dataset with its backtest metrics) and
-``/dashboard/runs`` (the catalog's run log). Plain HTML and SVG: no JavaScript, no build step.
+``/dashboard/runs`` (the catalog's run log). Plain HTML and SVG: no JavaScript, no build step. With a token
+(``tsops serve --token``) every page needs it: :mod:`tsops.serving.auth` sends browsers to ``/login``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
+
+from tsops.masking import mask_secrets, mask_url
+from tsops.serving.auth import DEFAULT_MAX_BODY, TokenGuard
 
 log = logging.getLogger(__name__)
 
@@ -699,8 +703,9 @@ def models_page(request: Request) -> HTMLResponse:
         champs = champion_models(project.tracking_uri, names)
         problem = ""
     except Exception as err:  # an unreachable tracking server must not take the dashboard down
-        log.warning("MLflow at %s: %s", project.tracking_uri, err)
-        champs, problem = {n: None for n in names}, f"MLflow tracking store {project.tracking_uri}: {err}"
+        uri = mask_url(project.tracking_uri)
+        log.warning("MLflow at %s: %s", uri, mask_secrets(err))
+        champs, problem = {n: None for n in names}, f"MLflow tracking store {uri}: {mask_secrets(err)}"
     parts = ["<h1>Champion models</h1>"]
     if problem:
         parts.append(f'<p class="error">{_e(problem)}</p>')
@@ -759,11 +764,14 @@ def runs_page(request: Request, dataset: str | None = Query(None), limit: int = 
     return _page(request, "runs", body)
 
 
-def dashboard_app(project) -> FastAPI:
-    """A standalone FastAPI app serving only the dashboard for ``project`` (``/`` redirects to it)."""
+def dashboard_app(project, token: str | None = None, max_body: int | None = DEFAULT_MAX_BODY) -> FastAPI:
+    """A standalone FastAPI app serving only the dashboard for ``project`` (``/`` redirects to it).
+
+    With ``token`` every page needs it (log in at ``/login``, or send ``Authorization: Bearer``)."""
     from fastapi.responses import RedirectResponse
 
     app = FastAPI(title=f"tsops dashboard · {project.config.name}", docs_url=None, redoc_url=None)
+    app.add_middleware(TokenGuard, token=token, max_body=max_body)
     app.state.project = project
     app.include_router(router)
 
