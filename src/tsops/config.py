@@ -111,11 +111,26 @@ SourceConfig = Annotated[
 ]
 
 
+class ForecastConfig(_Strict):
+    """Defaults of ``tsops train``/``tune``/``forecast`` for one dataset (a command-line flag wins; an unset
+    key falls back to the ``pipeline:`` section or the built-in default)."""
+
+    horizon: int | None = Field(default=None, gt=0, description="forecast steps (default: pipeline.horizon)")
+    season: int | None = Field(
+        default=None, ge=1,
+        description="season in samples for every series (1 = none); default: each series' profile from `tsops process`",
+    )
+    windows: int = Field(default=3, gt=0, description="rolling-origin backtest windows")
+    metric: Literal["rmse", "mae", "mape", "smape", "mase"] = Field(
+        default="mase", description="backtest metric to minimise")
+
+
 class DatasetConfig(_Strict):
     series: SeriesSpec
     source: SourceConfig | None = None
     retention: str | None = Field(default=None, description="keep this long, e.g. 90d; none = forever")
     quarantine_retention: str | None = None
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
     @field_validator("retention", "quarantine_retention")
     @classmethod
@@ -322,6 +337,11 @@ datasets:
       # timestamp_column: event_time
       # id_column: id
     retention: 90d             # delete day partitions older than this
+    # forecast:                # defaults of `tsops train/tune/forecast` for this dataset (flags win)
+    #   horizon: 144           # steps ahead (default: pipeline.horizon)
+    #   season: null           # samples per season for every series (1 = none); null = each series' profile
+    #   windows: 3             # rolling-origin backtest windows
+    #   metric: mase           # rmse | mae | mape | smape | mase
 
   # The UCI air quality set (semicolon separated, decimal comma, -200 = missing)
   # air:

@@ -67,8 +67,7 @@ def model_class(name: str) -> type[Forecaster]:
     if name in ALIASES:
         return StatsForecastModel
     if name not in MODELS:
-        raise KeyError(f"no search space for model {name!r}: unknown model; choose one of {sorted(MODELS)} or "
-                       f"{sorted(ALIASES)}")
+        raise KeyError(f"unknown model {name!r}; choose one of {[n for n in model_names() if n != 'ensemble']}")
     return MODELS[name]
 
 
@@ -77,7 +76,10 @@ def search_space(name: str, seasons: tuple[int, ...] | list[int] = (), horizon: 
     """The hyperparameter search space of model ``name`` for series with season lengths ``seasons`` (strongest
     first, from their profiles; () = none), forecast ``horizon`` and windows of at most ``max_input`` points.
     Statsforecast aliases (``auto_ets`` ...) have a fixed model: nothing to search."""
-    cls = model_class(name)
+    try:
+        cls = model_class(name)
+    except KeyError as exc:
+        raise KeyError(f"no search space for model {name!r}: {exc.args[0]}") from None
     if name in ALIASES:
         return {}
     return cls.search_space(tuple(int(s) for s in seasons), horizon, max_input)
