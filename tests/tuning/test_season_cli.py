@@ -1,6 +1,7 @@
 """The season reaches `tsops train/forecast` from the series profiles, without flags (issue 12, part 4)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def test_series_with_different_seasons(make_project):
     client = MlflowClient(p.tracking_uri)
     parent = client.get_run(res.parent_run_id)
     assert parent.data.params["season_length"] == "144"       # the most common main season
-    seasons = json.loads(open(client.download_artifacts(res.parent_run_id, "seasons.json")).read())
+    seasons = json.loads(Path(client.download_artifacts(res.parent_run_id, "seasons.json")).read_text())
     assert seasons == {"half": [72], "room0": [144], "room1": [144]}
     from tsops.serving.champion import load_champion
 

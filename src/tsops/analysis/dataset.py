@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tsops.analysis.decompose import MAX_STL_SEASON
 from tsops.analysis.multivariate import align, best_lags, correlation
 from tsops.analysis.stats import profile
 from tsops.config import Project
@@ -85,7 +86,7 @@ def _profile_one(arg: tuple) -> tuple[str, dict]:
 
 
 def analyze_frame(df: pd.DataFrame, periods: dict[str, float] | None = None, max_lag: int = 24,
-                  max_series: int = 60, max_points: int = 2000, max_season: int = 168,
+                  max_series: int = 60, max_points: int = 2000, max_season: int = MAX_STL_SEASON,
                   workers: int | None = None, seasons: dict[str, int | None] | None = None
                   ) -> tuple[dict[str, dict], dict[str, Any]]:
     """Statistics per series and the cross-series analysis of a clean long frame (pure function).

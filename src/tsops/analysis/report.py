@@ -71,16 +71,12 @@ def _period(seconds: float | None) -> str:
     return str(pd.Timedelta(seconds=float(seconds))).replace("0 days ", "")
 
 
-#: STL costs O(n * season): longer seasons are decomposed on block means so the season stays this short
-MAX_DECOMPOSE_SEASON = 168
-
-
 def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tuple[int, ...],
                    names: tuple[str, ...] = ()) -> str:
     """The series' figure; ``seasons``: its season lengths in samples (strongest first, from its profile)."""
     import matplotlib.pyplot as plt
 
-    from tsops.analysis.decompose import decompose
+    from tsops.analysis.decompose import MAX_STL_SEASON, decompose
     from tsops.analysis.stats import kde
 
     fig = plt.figure(figsize=(12, 5.2))
@@ -109,7 +105,7 @@ def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tu
         ax2.plot(d.iloc[:, 0], d.iloc[:, 1])
     ax2.set_title("density", fontsize=9)
     if finite.size >= 8:
-        k = max(1, math.ceil(len(values) / 2000), math.ceil(max(seasons, default=0) / MAX_DECOMPOSE_SEASON))
+        k = max(1, math.ceil(len(values) / 2000), math.ceil(max(seasons, default=0) / MAX_STL_SEASON))
         if seasons and seasons[0] % k:  # blocks that divide the main season keep its phase
             k = next((d for d in range(k, 2 * k + 1) if seasons[0] % d == 0), k)
         v = values
