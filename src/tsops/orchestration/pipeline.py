@@ -255,7 +255,9 @@ def stage_forecast(ctx: Context) -> dict[str, Any]:
     if not (ctx.changed("process") or ctx.changed("train")) and _has_forecasts(ctx):
         return {"status": "skipped", "why": "no new data and no new champion", "changed": False}
     try:
-        fr = forecast_dataset(ctx.project, ctx.dataset, horizon=ctx.project.config.pipeline.horizon,
+        fr = forecast_dataset(ctx.project, ctx.dataset,
+                              horizon=ctx.project.dataset(ctx.dataset).forecast.horizon
+                              or ctx.project.config.pipeline.horizon,
                               max_points=ctx.project.config.pipeline.max_points)
     except NoChampionError as err:
         return {"status": "skipped", "why": str(err), "changed": False}

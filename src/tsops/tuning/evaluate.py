@@ -181,7 +181,8 @@ def build_model(name: str, params: dict[str, Any], spec: BacktestSpec, seed: int
 
 def describe_season(model: Forecaster, spec: BacktestSpec) -> dict[str, Any]:
     """The season a model uses, for run params and leaderboards: ``season`` ('144', '144,1008', 'per-series',
-    'none', or '-' for a model without seasons) and ``season_source`` ('profile' or 'override')."""
+    'none', '-' for a model without seasons, '144 (most common)' for a global model on series whose seasons
+    differ) and ``season_source`` ('profile' or 'override')."""
     if not type(model).supports_season:
         used = "-"
     elif model.params.get("series_seasons"):
@@ -189,6 +190,8 @@ def describe_season(model: Forecaster, spec: BacktestSpec) -> dict[str, Any]:
     else:
         m = model.params.get("season_length")
         used = ",".join(map(str, m)) if isinstance(m, list) else (str(m) if m and m > 1 else "none")
+        if type(model).is_global and spec.season_source == "profile" and spec.common_seasons() is None:
+            used += " (most common)"
     return {"season": used, "season_source": spec.season_source}
 
 
