@@ -225,7 +225,11 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
     ids = list(panel.ids)
     seasons = spec.season_summary(ids)
     shortest = min(len(v) for v in panel.values)
-    space = make_space(families, seasons=spec.common_seasons(ids) or (), horizon=spec.horizon,
+    # the common season lengths (seasonal naive chooses among them); series that differ: the most common main
+    # season, which global models use (local models then use each series' own)
+    common = spec.common_seasons(ids)
+    g = spec.global_season(ids)
+    space = make_space(families, seasons=common if common is not None else ((g,) if g else ()), horizon=spec.horizon,
                        max_input=max(1, shortest - spec.horizon * (spec.n_windows + 1)))
     cov = resolve_covariates(project, dataset, covariates, ids)
     fixed = {f: with_covariates(f, fixed.get(f, {}), cov) for f in set(families) | set(fixed)}
