@@ -173,3 +173,18 @@ def test_defaults_resolve_flag_then_dataset_then_pipeline(make_project):
     assert (s.horizon, s.n_windows, s.season_length, s.metric) == (6, 2, 7, "mae")
     p.config.pipeline.horizon = 48
     assert backtest_spec(p, "demo").horizon == 48
+
+
+def test_init_template_documents_the_forecast_keys():
+    import re
+
+    import yaml
+
+    from tsops.config import TEMPLATE, parse_config
+
+    text = TEMPLATE.format(name="t")
+    assert "# forecast:" in text
+    # uncommented, the template's forecast block is valid and says what it documents
+    text = re.sub(r"^    # (forecast:|  horizon:|  season:|  windows:|  metric:)", r"    \1", text, flags=re.M)
+    fc = parse_config(yaml.safe_load(text)).datasets["sensors"].forecast
+    assert (fc.horizon, fc.season, fc.windows, fc.metric) == (144, None, 3, "mase")
