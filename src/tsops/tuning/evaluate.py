@@ -130,8 +130,13 @@ class WindowScore:
 
 
 def fingerprint(panel: Panel, spec: BacktestSpec) -> str:
-    """A hash of the data and the backtest specification: equal fingerprints mean comparable scores."""
-    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    """A hash of the data and the backtest specification: equal fingerprints mean comparable scores. Seasons
+    enter as the MASE season of each series (where they came from does not change a score)."""
+    d = spec.to_dict(per_series=False)
+    for k in ("season_length", "season_source"):
+        d.pop(k)
+    d["mase_seasons"] = spec.mase_seasons(list(panel.ids))
+    h = hashlib.sha256(json.dumps(d, sort_keys=True).encode())
     for sid, v, end in zip(panel.ids, panel.values, panel.end_ts, strict=True):
         h.update(sid.encode())
         h.update(str(end).encode())
