@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--only: unknown candidates {missing}; known: {sorted(pool)}")
         pool = {n: pool[n] for n in keep}
     for model in [s for s in args.stats.split(",") if s]:
-        pool[model] = StatsForecastModel(model=model, season_length=M, max_length=24 * 28, n_jobs=1)
+        # MSTL with the daily and weekly cycles of hourly data (tsops used to add the weekly one implicitly)
+        seasons = [M, 7 * M] if model == "MSTL" else M
+        pool[model] = StatsForecastModel(model=model, season_length=seasons, max_length=24 * 28, n_jobs=1)
     c0 = cpu_minutes()
     final, rep = auto_ensemble(pool, panel, H, M, max_members=args.max_members, n_jobs=args.jobs)
     F = final.predict_array(H, panel)

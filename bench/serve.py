@@ -117,7 +117,8 @@ def main() -> None:
     from tsops.tuning.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="tsops-bench-serve-"))
-    project = write_project(tmp / "proj", synthetic_hourly(10, 24 * 30, seed=1), dataset="bench")
+    project = write_project(tmp / "proj", synthetic_hourly(10, 24 * 30, seed=1), dataset="bench",
+                            season_lengths=(24,))  # the profile `tsops process` would store: a daily season
     t = time.time()
     # one torch thread: single-series inference gains nothing from more, and both servers share 2 cores
     params = {"hidden_size": 32, "input_size": 96, "batch_size": 64, "n_threads": 1} if args.model == "lstm" \

@@ -181,6 +181,8 @@ class CleaningSettings(_Strict):
         if "anomaly_methods" in out:
             out["anomaly_methods"] = tuple(out["anomaly_methods"])
         return out
+
+
 def _retention_text(v: Any) -> str:
     """Validate one retention value and return its canonical text (a duration or ``forever``)."""
     if isinstance(v, int | float) and not isinstance(v, bool):
@@ -210,6 +212,20 @@ class RetentionPolicy(_Strict):
         return {z: getattr(self, z) for z in RETENTION_ZONES if getattr(self, z) != FOREVER}
 
 
+class ForecastConfig(_Strict):
+    """Defaults of ``tsops train``/``tune``/``forecast`` for one dataset (a command-line flag wins; an unset
+    key falls back to the ``pipeline:`` section or the built-in default)."""
+
+    horizon: int | None = Field(default=None, gt=0, description="forecast steps (default: pipeline.horizon)")
+    season: int | None = Field(
+        default=None, ge=1,
+        description="season in samples for every series (1 = none); default: each series' profile from `tsops process`",
+    )
+    windows: int = Field(default=3, gt=0, description="rolling-origin backtest windows")
+    metric: Literal["rmse", "mae", "mape", "smape", "mase"] = Field(
+        default="mase", description="backtest metric to minimise")
+
+
 class DatasetConfig(_Strict):
     series: SeriesSpec
     source: SourceConfig | None = None
@@ -222,6 +238,7 @@ class DatasetConfig(_Strict):
     quarantine_retention: str | None = Field(
         default=None, description="shorthand for retention.quarantine (with a scalar retention)"
     )
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
     @field_validator("retention", mode="before")
     @classmethod
@@ -463,6 +480,11 @@ datasets:
     #   impute: linear         # linear | spline | seasonal | locf | ema | none | auto (best per series)
     #   max_fill: 10000        # longest gap (in samples) that is filled; longer ones stay open, counted
     #   future_tolerance: 5m   # rows later than now + this wait in raw, processed when their time comes
+    # forecast:                # defaults of `tsops train/tune/forecast` for this dataset (flags win)
+    #   horizon: 144           # steps ahead (default: pipeline.horizon)
+    #   season: null           # samples per season for every series (1 = none); null = each series' profile
+    #   windows: 3             # rolling-origin backtest windows
+    #   metric: mase           # rmse | mae | mape | smape | mase
 
   # The UCI air quality set (semicolon separated, decimal comma, -200 = missing)
   # air:

@@ -81,12 +81,13 @@ def test_demo_without_pipeline_reconciles(tmp_path):
 
 def test_quality_compare_on_a_lake_dataset(sensor_project):
     res = invoke("-p", str(sensor_project.root), "quality", "compare", "--dataset", "sensors",
-                 "--series-id", "광주 A|TEMP", "--horizon", "30", "--model", "seasonal_naive")
+                 "--series-id", "광주 A|TEMP", "--horizon", "30", "--model", "seasonal_naive",
+                 "--season-length", "1440")
     assert res.exit_code == 0, res.output
     for treatment in ("none", "drop", "minmax", "ema"):
         assert treatment in res.output
     bad = runner.invoke(app, ["-p", str(sensor_project.root), "quality", "compare", "--dataset", "sensors",
-                              "--series-id", "nope"])
+                              "--series-id", "nope", "--season-length", "1440"])
     assert bad.exit_code != 0 and "nope" in bad.output
 
 

@@ -54,7 +54,7 @@ def _panel(n=4, length=200, seed=0):
 
 def test_windows_never_show_the_future():
     Recorder.seen = []
-    res = backtest(Recorder(), _panel(), horizon=24, n_windows=3, step=12)
+    res = backtest(Recorder(), _panel(), horizon=24, n_windows=3, step=12, season_length=24)
     assert Recorder.seen == [("fit", 200 - 24 - 24), ("predict", 152),
                              ("fit", 200 - 24 - 12), ("predict", 164),
                              ("fit", 176), ("predict", 176)]
@@ -64,8 +64,8 @@ def test_windows_never_show_the_future():
 
 def test_a_model_that_peeks_beyond_the_cutoff_gets_nothing():
     panel = {k: v for k, v in _panel().items()}
-    cheat = backtest(Peeker(), panel, horizon=24, n_windows=2)
-    honest = backtest(Naive(), panel, horizon=24, n_windows=2)
+    cheat = backtest(Peeker(), panel, horizon=24, n_windows=2, season_length=24)
+    honest = backtest(Naive(), panel, horizon=24, n_windows=2, season_length=24)
     # if the training arrays were views of the full series, Peeker would score a perfect 0 MAE
     assert cheat.summary()["mae"] == pytest.approx(honest.summary()["mae"])
     assert cheat.summary()["mae"] > 0
@@ -85,7 +85,7 @@ def test_series_scalers_are_fitted_on_the_training_part_only():
 
 
 def test_metrics_table_and_per_series_summary():
-    res = backtest(SeasonalNaive(24), _panel(n=3), horizon=24, n_windows=2)
+    res = backtest(SeasonalNaive(24), _panel(n=3), horizon=24, n_windows=2, season_length=24)
     per = res.per_series()
     assert list(per.index) == ["s0", "s1", "s2"]
     assert set(per.columns) == {"rmse", "mae", "mape", "smape", "mase"}
@@ -99,4 +99,4 @@ def test_short_series_are_skipped_not_crashing():
     res = backtest(Naive(), panel, horizon=12, n_windows=2, season_length=24)
     assert set(res.metrics.series_id) == {"long"}
     with pytest.raises(ValueError, match="horizon"):
-        backtest(Naive(), panel, horizon=0)
+        backtest(Naive(), panel, horizon=0, season_length=24)

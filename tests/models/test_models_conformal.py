@@ -23,7 +23,7 @@ def test_conformal_quantile_is_finite_sample_corrected():
 def test_intervals_cover_near_nominal_on_synthetic_data():
     calib = _noisy_seasonal(60, 24 * 20, seed=1)
     model = SeasonalNaive(24)
-    res = backtest(model, calib, horizon=24, n_windows=4)
+    res = backtest(model, calib, horizon=24, n_windows=4, season_length=24)
     fitted = model.fit({k: v[:-24] for k, v in _noisy_seasonal(60, 24 * 20, seed=2).items()})
     fitted.calibrate(res.residuals, levels=(80, 95))
     fresh = _noisy_seasonal(60, 24 * 20, seed=2)

@@ -98,7 +98,7 @@ def test_auto_covariates_pick_the_series_that_co_move():
     common = np.cumsum(rng.standard_normal(300))
     panel = {"a": common + 0.1 * rng.standard_normal(300), "b": common + 0.1 * rng.standard_normal(300),
              "c": common + 0.1 * rng.standard_normal(300), "noise": rng.standard_normal(300)}
-    top = select_covariates(Panel(list(panel), list(panel.values())), 2)
+    top = select_covariates(Panel(list(panel), list(panel.values())), 2, None)
     assert "noise" not in top and len(top) == 2
     m = NHiTSForecaster(**dict(FAST, max_steps=10, hidden_size=16), covariates="auto:2").fit(panel)
     assert m.covariates_ == top or set(m.covariates_) <= {"a", "b", "c"}

@@ -3,15 +3,20 @@ import pytest
 
 from tsops.models import backtest, load_model, make_model, model_names, search_space
 from tsops.models.ensemble import EnsembleForecaster, combine_forecasts, select_combination
+from tsops.models.registry import model_class
 
 
 def test_registry_builds_every_model_and_rejects_unknown_names():
     for name in model_names():
         if name == "ensemble":
             continue
-        m = make_model(name)
+        # models that take a season declare it (and require it: it comes from the series profile)
+        kw = {"season_length": 24} if model_class(name).supports_season else {}
+        m = make_model(name, **kw)
         assert isinstance(m.params, dict)
-    assert make_model("auto_theta").params["model"] == "AutoTheta"
+    assert make_model("auto_theta", season_length=24).params["model"] == "AutoTheta"
+    with pytest.raises(TypeError, match="bad parameters.*season_length"):
+        make_model("seasonal_naive")
     with pytest.raises(KeyError, match="unknown model"):
         make_model("prophet")
     with pytest.raises(TypeError, match="bad parameters"):
@@ -42,7 +47,8 @@ def _panel():
 
 
 def test_ensemble_fit_predict_save_load(tmp_path):
-    ens = make_model("ensemble", members=[{"name": "seasonal_naive"}, {"name": "naive2"}, {"name": "naive"}])
+    ens = make_model("ensemble", members=[{"name": "seasonal_naive", "params": {"season_length": 24}},
+                                            {"name": "naive2", "params": {"season_length": 24}}, {"name": "naive"}])
     assert isinstance(ens, EnsembleForecaster)
     p = _panel()
     f = ens.fit(p).predict_array(24)
@@ -54,7 +60,8 @@ def test_ensemble_fit_predict_save_load(tmp_path):
 
 def test_selection_prefers_good_models_and_combines_when_it_helps():
     p = _panel()
-    res = {n: backtest(make_model(n), p, horizon=24, n_windows=2)
+    res = {n: backtest(make_model(n, **({} if n == "naive" else {"season_length": 24})), p, horizon=24,
+                       n_windows=2, season_length=24)
            for n in ("seasonal_naive", "naive2", "naive")}
     chosen, table = select_combination(res, max_members=3)
     assert chosen[0] in ("seasonal_naive", "naive2")
@@ -66,11 +73,12 @@ def test_auto_ensemble_selects_on_holdout_and_refits():
     from tsops.models.ensemble import auto_ensemble
 
     p = _panel()
-    cands = {n: make_model(n) for n in ("seasonal_naive", "naive2", "naive")}
-    model, rep = auto_ensemble(cands, p, horizon=24, max_members=3)
+    cands = {n: make_model(n, **({} if n == "naive" else {"season_length": 24}))
+             for n in ("seasonal_naive", "naive2", "naive")}
+    model, rep = auto_ensemble(cands, p, horizon=24, season_length=24, max_members=3)
     assert rep.chosen[0] in ("seasonal_naive", "naive2") and "naive" not in rep.chosen[:1]
     assert rep.val_actuals.shape == (1, 4, 24)
     np.testing.assert_array_equal(rep.val_actuals[0], np.stack([v[-24:] for v in p.values()]))
     assert model.predict_array(24).shape == (4, 24)
     with pytest.raises(ValueError, match="too short"):
-        auto_ensemble(cands, {"x": np.arange(30.0)}, horizon=24)
+        auto_ensemble(cands, {"x": np.arange(30.0)}, horizon=24, season_length=24)

@@ -7,6 +7,23 @@ import pytest
 from tsops.orchestration import pipeline as P
 from tsops.orchestration.lock import DatasetLock, LockBusy
 
+PERIODS = {"C02": 600.0, "TEMP": 60.0, "HUMI": 30.0}  # the simulator's sampling periods by kind
+
+
+def write_profiles(project, dataset="sensors"):
+    """Daily-season profiles of every series, as the quality stage stores them (tests do not depend on it)."""
+    from tsops.datamodel import SeriesProfile
+
+    cat = project.catalog()
+    docs = []
+    for s in cat.list_series(dataset):
+        period = PERIODS[s["series_id"].rsplit("|", 1)[-1]]
+        prof = SeriesProfile(s["series_id"], period_seconds=period, season_lengths=(int(86400 / period),),
+                             season_names=("daily",))
+        docs.append({"series_id": s["series_id"], "profile": prof.to_dict()})
+    cat.upsert_series(dataset, docs)
+    cat.close()
+
 
 def lake_files(project):
     lake = project.lake()
@@ -51,10 +68,14 @@ def test_unknown_stage_and_dataset(sensor_project):
 @pytest.mark.slow
 @pytest.mark.services
 def test_full_pipeline_twice_second_run_changes_nothing(sensor_project):
+    write_profiles(sensor_project)
     run = P.run_pipeline(sensor_project, "sensors", families=["seasonal_naive"])
     assert run.status == "success", run.error
     st = run.stages
     assert st["train"]["why"] == "no champion yet" and st["train"]["promoted"] is True
+    # every series has a daily season: 144 steps of the 10-minute training grid, from the profiles
+    train_run = [r for r in sensor_project.catalog().list_runs(dataset="sensors") if r["kind"] == "tune"][0]
+    assert train_run["stats"]["season_length"] == 144 and train_run["stats"]["season_source"] == "profile"
     assert st["forecast"]["rows"] == 6 * 6 and st["forecast"]["model_version"] == "1"
     rec = sensor_project.catalog().get_run(run.run_id)
     lin = rec["stats"]["lineage"]
@@ -145,3 +166,14 @@ def test_forecast_error_measures_mase_of_past_forecasts(sensor_project):
     scale = np.mean(np.abs(hist[24:] - hist[:-24]))
     assert res["evaluated_points"] == 20
     assert res["recent_mase"] == pytest.approx(2.0 / scale, rel=1e-6)
+    # by default each series' season comes from its profile; a series without one is left out and counted
+    assert P.forecast_error(sensor_project, "sensors", days=None) == {"evaluated_points": 0, "no_profile": 1}
+    from tsops.datamodel import SeriesProfile
+
+    cat = sensor_project.catalog()
+    cat.upsert_series("sensors", [{"series_id": "s", "profile": SeriesProfile("s", 600.0, season_lengths=(63,)).to_dict()}])
+    res = P.forecast_error(sensor_project, "sensors", days=None)
+    assert res["recent_mase"] == pytest.approx(2.0 / np.mean(np.abs(hist[63:] - hist[:-63])), rel=1e-6)
+    assert res["season"] == "profile"
+    res = P.forecast_error(sensor_project, "sensors", season_length=1, days=None)   # 1 = no season: lag 1
+    assert res["recent_mase"] == pytest.approx(2.0 / np.mean(np.abs(np.diff(hist))), rel=1e-6)

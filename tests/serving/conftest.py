@@ -14,7 +14,7 @@ def served_project(tmp_path_factory):
     from tsops.tuning.train import train
 
     root = tmp_path_factory.mktemp("served")
-    p = write_project(root / "proj", synthetic_hourly(3, 150, seed=5))
+    p = write_project(root / "proj", synthetic_hourly(3, 150, seed=5), season_lengths=(24,))
     seed_tracking_db(p, tmp_path_factory.getbasetemp() / "mlflow-template.db")
     res = train(p, "demo", "seasonal_naive", spec=SPEC)
     assert res.promoted and res.version == "1"

@@ -22,13 +22,16 @@ def ray_local(tmp_path_factory):
 
 @pytest.fixture
 def make_project(tmp_path, tmp_path_factory):
-    """Factory: a project in tmp with hourly series in the lake and a ready MLflow store."""
+    """Factory: a project in tmp with hourly series in the lake, their profiles in the catalog (a daily season
+    of 24 samples, as `tsops process` would find; ``season_lengths=None``: never processed) and a ready MLflow
+    store."""
     template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
 
     def make(n_series: int = 3, length: int = 200, zone: str = "raw", irregular: bool = False, seed: int = 0,
-             name: str = "proj"):
-        p = write_project(tmp_path / name, synthetic_hourly(n_series, length, seed=seed, irregular=irregular),
-                          zone=zone)
+             name: str = "proj", season_lengths: tuple[int, ...] | None = (24,), data=None, config=None):
+        if data is None:
+            data = synthetic_hourly(n_series, length, seed=seed, irregular=irregular)
+        p = write_project(tmp_path / name, data, zone=zone, season_lengths=season_lengths, config=config)
         seed_tracking_db(p, template)
         return p
 

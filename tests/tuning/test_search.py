@@ -14,7 +14,7 @@ from tsops.tuning.tune import leaderboard
 
 
 def test_lstm_space_is_the_one_from_the_study():
-    space = SearchSpace(["lstm", "seasonal_naive"])
+    space = SearchSpace(["lstm", "seasonal_naive"], seasons=(24, 168), horizon=24)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = {"hidden_size": set(), "num_layers": set(), "lr": []}
     for _ in range(60):
@@ -43,8 +43,9 @@ def test_unknown_family_fails_early():
 def test_windowed_backtest_matches_the_models_backtest():
     panel = as_panel(synthetic_hourly(3, 150, seed=3))
     spec = BacktestSpec(horizon=12, n_windows=3, season_length=24)
-    score, metrics, residuals, wins = run_backtest(make_model("seasonal_naive"), panel, spec)
-    ref = backtest(make_model("seasonal_naive"), panel, 12, n_windows=3, season_length=24, min_train=48)
+    sn = make_model("seasonal_naive", season_length=24)
+    score, metrics, residuals, wins = run_backtest(sn, panel, spec)
+    ref = backtest(sn, panel, 12, n_windows=3, season_length=24, min_train=48)
     pd.testing.assert_series_equal(metrics.sort_values(["window", "series_id"])["mase"].reset_index(drop=True),
                                    ref.metrics.sort_values(["window", "series_id"])["mase"].reset_index(drop=True))
     assert score == pytest.approx(ref.metrics["mase"].mean())
@@ -54,16 +55,20 @@ def test_windowed_backtest_matches_the_models_backtest():
 
 def test_fingerprint_depends_on_data_and_spec():
     panel = as_panel(synthetic_hourly(2, 100))
-    spec = BacktestSpec(horizon=12, n_windows=2)
+    spec = BacktestSpec(horizon=12, n_windows=2, season_length=24)
     fp = fingerprint(panel, spec)
     assert fp == fingerprint(as_panel(synthetic_hourly(2, 100)), spec)
-    assert fp != fingerprint(panel, BacktestSpec(horizon=6, n_windows=2))
+    assert fp != fingerprint(panel, BacktestSpec(horizon=6, n_windows=2, season_length=24))
+    assert fp != fingerprint(panel, BacktestSpec(horizon=12, n_windows=2, season_length=12))  # another MASE scale
+    # where the seasons came from does not matter, only the MASE season of each series
+    assert fp == fingerprint(panel, BacktestSpec(horizon=12, n_windows=2, series_seasons={"s0": (24,), "s1": (24, 168)}))
+    assert fp != fingerprint(panel, BacktestSpec(horizon=12, n_windows=2, series_seasons={"s0": (24,), "s1": (12,)}))
     assert fp != fingerprint(as_panel(synthetic_hourly(2, 101)), spec)
 
 
 def test_run_trial_records_windows_epochs_and_backtest(tmp_path):
     panel = as_panel(synthetic_hourly(2, 120, seed=4))
-    spec = BacktestSpec(horizon=12, n_windows=2)
+    spec = BacktestSpec(horizon=12, n_windows=2, series_seasons={"s0": (24,), "s1": (24,)})
     reports = []
     score = run_trial("lstm", {"hidden_size": 4, "input_size": 24, "max_steps": 6, "eval_every": 2,
                                "batch_size": 16}, panel, spec, tmp_path / "t", report=reports.append)
@@ -73,6 +78,8 @@ def test_run_trial_records_windows_epochs_and_backtest(tmp_path):
     assert len(rec["windows"]) == 2 and rec["score"] == pytest.approx(score)
     assert [r["step"] for r in rec["windows"][0]["train_logs"][0]] == [2, 4, 6]
     assert set(rec["metrics"]["window"]) == {0, 1} and len(rec["residuals"]) == 2 * 2 * 12
+    assert rec["season"] == {"season": "24", "season_source": "profile"}
+    assert set(rec["metrics"]["season"]) == {24}
 
 
 def test_leaderboard_ranks_only_complete_trials():
@@ -92,6 +99,6 @@ def test_leaderboard_ranks_only_complete_trials():
 def test_failing_configuration_leaves_a_trial_record(tmp_path):
     panel = as_panel(synthetic_hourly(1, 40, seed=4))
     with pytest.raises(ValueError, match="no series has"):
-        run_trial("seasonal_naive", {}, panel, BacktestSpec(horizon=30, n_windows=2), tmp_path / "t")
+        run_trial("seasonal_naive", {}, panel, BacktestSpec(horizon=30, n_windows=2, season_length=24), tmp_path / "t")
     rec = read_trial(tmp_path / "t")
     assert rec["windows"] == [] and math.isnan(rec["score"]) and rec["metrics"].empty

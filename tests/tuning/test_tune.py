@@ -43,6 +43,10 @@ def test_tune_tracks_every_trial_and_registers_the_winner(make_project, ray_loca
 
     board = pd.read_csv(board_path)
     assert len(board) == 4 and board["rank"].iloc[0] == 1
+    # every trial records the season its model used, from the profiles (a daily season of 24 hours)
+    assert set(board["season_source"]) == {"profile"}
+    assert set(board["season"]) <= {"24", "-"} and parent[0].data.params["season_length"] == "24"
+    assert {c.data.params["season"] for c in children if c.data.params["model"] != "naive"} == {"24"}
     for c in children:
         assert c.info.status == "FINISHED"
         assert "backtest.csv" in {a.path for a in client.list_artifacts(c.info.run_id)}

@@ -10,11 +10,16 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 _CYCLES = (pd.Timedelta(days=1), pd.Timedelta(weeks=1), pd.Timedelta(hours=1), pd.Timedelta(days=365.25))
+#: STL costs O(n * season): callers decompose longer seasons on block means so the season stays this short
+MAX_STL_SEASON = 168
 
 
 def infer_season_length(period: pd.Timedelta | None, n: int, max_season: int = 2000) -> int | None:
     """Samples per natural cycle (day, week, hour, year) for a sampling ``period``: the first cycle that is
-    an integer number (>= 2) of periods and fits at least twice in ``n`` samples; None if none does."""
+    an integer number (>= 2) of periods and fits at least twice in ``n`` samples; None if none does.
+
+    A calendar guess, not a detection: every consumer reads the series' seasons from its profile
+    (:class:`tsops.datamodel.SeriesProfile`); only the quality stage's cleaning still falls back to this."""
     if period is None or period <= pd.Timedelta(0):
         return None
     for cycle in _CYCLES:

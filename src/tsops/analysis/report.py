@@ -3,6 +3,8 @@
 For a dataset: a quality table (period, missing, anomalies, imputation score per series), the sampling period
 per series, the correlation heat map across series, the strongest lagged relations, and for each series its raw
 and cleaned values with inserted (imputed) points and anomalies marked, its density and its decomposition.
+The decomposition uses the seasons of the series' profile (written by ``tsops process``); a series without
+profile, or without a season, shows its trend and a flat seasonal panel, and says why.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ def _period(seconds: float | None) -> str:
     return str(pd.Timedelta(seconds=float(seconds))).replace("0 days ", "")
 
 
-def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, season: int | None) -> str:
+def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tuple[int, ...],
+                   names: tuple[str, ...] = ()) -> str:
+    """The series' figure; ``seasons``: its season lengths in samples (strongest first, from its profile)."""
     import matplotlib.pyplot as plt
 
-    from tsops.analysis.decompose import decompose
+    from tsops.analysis.decompose import MAX_STL_SEASON, decompose
     from tsops.analysis.stats import kde
 
     fig = plt.figure(figsize=(12, 5.2))
@@ -101,17 +105,23 @@ def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, season: int
         ax2.plot(d.iloc[:, 0], d.iloc[:, 1])
     ax2.set_title("density", fontsize=9)
     if finite.size >= 8:
-        k = max(1, math.ceil(len(values) / 2000), math.ceil((season or 0) / 168))
+        k = max(1, math.ceil(len(values) / 2000), math.ceil(max(seasons, default=0) / MAX_STL_SEASON))
+        if seasons and seasons[0] % k:  # blocks that divide the main season keep its phase
+            k = next((d for d in range(k, 2 * k + 1) if seasons[0] % d == 0), k)
         v = values
         if k > 1:
             m = len(values) // k * k
             v = np.nanmean(values[len(values) - m:].reshape(-1, k), axis=1)
-        s = season // k if season and season // k >= 2 else None
-        dec = decompose(v, s)
+        # seasons on the block grid that are whole and fit twice (MSTL for several)
+        use = [(m // k, nm) for m, nm in zip(seasons, list(names) + [""] * len(seasons), strict=False)
+               if m % k == 0 and m // k >= 2 and 2 * (m // k) <= len(v)]
+        dec = decompose(v, [u for u, _ in use] or None)
+        note = (", ".join(f"{nm + ' ' if nm else ''}{u} x {k} steps" for u, nm in use) if use
+                else "seasons longer than half the plotted span" if seasons else "no season in the series profile")
         for j, comp in enumerate(("trend", "seasonal")):
             a = fig.add_subplot(gs[1, 1 + j])
             a.plot(dec[comp].to_numpy(), lw=0.9)
-            a.set_title(comp + (f" (season {s} x {k} steps)" if comp == "seasonal" and s else ""), fontsize=9)
+            a.set_title(comp + (f" ({note})" if comp == "seasonal" else ""), fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -123,13 +133,13 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
     import matplotlib.pyplot as plt
 
     from tsops.analysis.dataset import read_recent
-    from tsops.analysis.decompose import infer_season_length
 
     out = Path(out) if out else project.root / "reports" / f"{dataset}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     cat = project.catalog()
     try:
         series = cat.list_series(dataset)
+        profiles = cat.get_profiles(dataset)
         ds_doc = (cat.get_dataset(dataset) or {}).get("doc", {})
     finally:
         cat.close()
@@ -205,9 +215,10 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
     for sid in list(by_id)[:max_series]:
         r = raw[raw["series_id"] == sid] if len(raw) else raw
         c = clean[clean["series_id"] == sid].sort_values("ts") if len(clean) else clean
-        p = by_id[sid].get("period_s")
-        season = infer_season_length(pd.Timedelta(seconds=p), len(c)) if p else None
-        parts.append(f"<h3>{html.escape(sid)}</h3><img src='{_series_figure(sid, r, c, season)}'>")
+        prof = profiles.get(sid)
+        seasons = prof.season_lengths if prof else ()
+        names = prof.season_names if prof else ()
+        parts.append(f"<h3>{html.escape(sid)}</h3><img src='{_series_figure(sid, r, c, seasons, names)}'>")
     if len(by_id) > max_series:
         parts.append(f"<p>{len(by_id) - max_series} more series not plotted (raise --max-series).</p>")
 

@@ -342,12 +342,12 @@ class Catalog:
         """The series' profile written by the quality stage (``tsops process``), or None before processing."""
         doc = self.get_series(dataset, series_id)
         prof = (doc or {}).get(PROFILE_KEY)
-        return SeriesProfile.from_dict(prof) if prof else None
+        return SeriesProfile.from_dict(prof) if _is_profile(prof) else None
 
     def get_profiles(self, dataset: str) -> dict[str, SeriesProfile]:
         """Every processed series' profile of ``dataset`` by series id (series not yet processed are absent)."""
         return {d["series_id"]: SeriesProfile.from_dict(d[PROFILE_KEY])
-                for d in self.list_series(dataset) if d.get(PROFILE_KEY)}
+                for d in self.list_series(dataset) if _is_profile(d.get(PROFILE_KEY))}
 
     # ---------------------------------------------------------------- positions
     def get_positions(self, dataset: str, source: str) -> dict[str, Any]:
@@ -515,6 +515,11 @@ class Catalog:
                 if attempt == 7 or not _retryable(err):
                     raise
                 time.sleep(0.05 * 2**attempt)
+
+
+def _is_profile(doc: Any) -> bool:
+    """A stored profile (catalogs from before the profile kept the analysis statistics under that key)."""
+    return isinstance(doc, dict) and "series_id" in doc
 
 
 def _retryable(err: Exception) -> bool:

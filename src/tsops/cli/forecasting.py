@@ -4,6 +4,9 @@ Plain typer functions; register them at the root with ``app.command()(train)`` e
 ``--project/-p``; without it the root's ``tsops -p DIR`` applies, else $TSOPS_PROJECT or the directory tree
 above the cwd. Heavy imports (mlflow, ray,
 torch) stay inside the function bodies.
+
+Defaults resolve as: the flag > the dataset's ``forecast:`` section of ``tsops.yaml`` > the ``pipeline:`` section
+> built-in. Seasons come from each series' profile (``tsops process``) unless ``--season N`` overrides them.
 """
 
 from __future__ import annotations
@@ -55,22 +58,37 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _spec(horizon: int, windows: int, season: int, metric: str):
-    from tsops.tuning.evaluate import BacktestSpec
+def _spec(proj, dataset: str, horizon: int | None, windows: int | None, season: int | None, metric: str | None):
+    """The backtest spec: flags > the dataset's ``forecast:`` config > ``pipeline:`` > built-in defaults."""
+    from tsops.config import ConfigError
+    from tsops.tuning.seasons import backtest_spec
 
     try:
-        return BacktestSpec(horizon=horizon, n_windows=windows, season_length=season, metric=metric)
+        return backtest_spec(proj, dataset, horizon=horizon, windows=windows, metric=metric, season=season)
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
 
+_SEASON_HELP = "season in samples for every series (1 = none); default: each series' profile from `tsops process`"
+
+
+def _print_season(res) -> None:
+    s = res.season or {}
+    if s:
+        console.print(f"season: {s.get('season', s.get('season_length'))} (dataset: {s.get('season_lengths')}, "
+                      f"from {s.get('season_source')})")
+
+
 def _print_board(board, limit: int = 15) -> None:
     t = Table(title="leaderboard")
-    for c in ("rank", "model", "score", "state", "seconds", "params"):
+    for c in ("rank", "model", "score", "state", "seconds", "season", "params"):
         t.add_column(c)
     for r in board.head(limit).itertuples():
         rank = "" if r.rank != r.rank else str(int(r.rank))
-        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", str(r.params)[:70])
+        season = f"{getattr(r, 'season', '')} ({getattr(r, 'season_source', '')})" if getattr(r, "season", "") else ""
+        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", season, str(r.params)[:70])
     console.print(t)
 
 
@@ -109,10 +127,12 @@ def train(
     model: str = typer.Option("lstm", "--model", "-m", help="model name (tsops.models registry)"),
     param: Optional[list[str]] = typer.Option(None, "--param", "-P",  # noqa: UP045
                                               help="hyperparameter KEY=VALUE (repeatable)"),
-    horizon: int = typer.Option(24, help="forecast horizon of the backtest and the model"),
-    windows: int = typer.Option(3, help="rolling-origin backtest windows"),
-    season: int = typer.Option(24, help="seasonal period (MASE scale, seasonal models)"),
-    metric: str = typer.Option("mase", help="backtest metric to minimise: rmse mae mape smape mase"),
+    horizon: Optional[int] = typer.Option(None, min=1,  # noqa: UP045
+                                          help="forecast horizon of the backtest and the model (default: tsops.yaml)"),
+    windows: Optional[int] = typer.Option(None, min=1, help="rolling-origin backtest windows (default: 3)"),  # noqa: UP045
+    season: Optional[int] = typer.Option(None, min=1, help=_SEASON_HELP),  # noqa: UP045
+    metric: Optional[str] = typer.Option(None,  # noqa: UP045
+                                         help="backtest metric to minimise: rmse mae mape smape mase (default: mase)"),
     max_steps: int = typer.Option(300, help="training steps of neural models"),
     max_points: Optional[int] = typer.Option(None, help="use each series' last N points"),  # noqa: UP045
     zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
@@ -124,18 +144,20 @@ def train(
     """Train one model configuration: backtest, fit, log to MLflow, register, maybe promote."""
     from tsops.config import ConfigError
 
-    spec = _spec(horizon, windows, season, metric)
     params = parse_params(param)
     cov = _covariates(covariates)
     try:
         from tsops.tuning.train import train as run
 
+        proj = _project(ctx, project)
+        spec = _spec(proj, dataset, horizon, windows, season, metric)
         with console.status(f"training {model} on {dataset}..."):
-            res = run(_project(ctx, project), dataset, model, params, spec=spec, zone=zone, max_points=max_points,
+            res = run(proj, dataset, model, params, spec=spec, zone=zone, max_points=max_points,
                       max_steps=max_steps, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, *_ERRORS) as exc:
         raise _fail(exc) from None
     _print_board(res.leaderboard.assign(rank=1.0, state="complete", params=str(res.params)))
+    _print_season(res)
     _print_covariates(res)
     _print_result(res)
 
@@ -151,10 +173,12 @@ def tune(
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)"),  # noqa: UP045
     fixed: Optional[list[str]] = typer.Option(None, "--fixed",  # noqa: UP045
                                               help="fixed FAMILY.KEY=VALUE, e.g. lstm.batch_size=64"),
-    horizon: int = typer.Option(24, help="forecast horizon of the backtest and the models"),
-    windows: int = typer.Option(3, help="rolling-origin backtest windows (ASHA rungs)"),
-    season: int = typer.Option(24, help="seasonal period"),
-    metric: str = typer.Option("mase", help="backtest metric to minimise"),
+    horizon: Optional[int] = typer.Option(None, min=1,  # noqa: UP045
+                                          help="forecast horizon of the backtest and the models (default: tsops.yaml)"),
+    windows: Optional[int] = typer.Option(None, min=1,  # noqa: UP045
+                                          help="rolling-origin backtest windows, ASHA rungs (default: 3)"),
+    season: Optional[int] = typer.Option(None, min=1, help=_SEASON_HELP),  # noqa: UP045
+    metric: Optional[str] = typer.Option(None, help="backtest metric to minimise (default: mase)"),  # noqa: UP045
     max_steps: int = typer.Option(300, help="training steps of neural models per fit"),
     max_points: Optional[int] = typer.Option(None, help="use each series' last N points"),  # noqa: UP045
     zone: str = typer.Option("clean", help="lake zone to read (falls back to raw)"),
@@ -166,7 +190,6 @@ def tune(
     """AutoML: search model families and hyperparameters with Ray Tune (Optuna + ASHA)."""
     from tsops.config import ConfigError
 
-    spec = _spec(horizon, windows, season, metric)
     fams = [m.strip() for m in models.split(",") if m.strip()]
     cov = _covariates(covariates)
     fixed_params: dict[str, dict[str, Any]] = {}
@@ -178,13 +201,16 @@ def tune(
     try:
         from tsops.tuning.tune import tune as run
 
+        proj = _project(ctx, project)
+        spec = _spec(proj, dataset, horizon, windows, season, metric)
         with console.status(f"tuning {', '.join(fams)} on {dataset} ({trials} trials)..."):
-            res = run(_project(ctx, project), dataset, fams, trials=trials, minutes=minutes, spec=spec,
+            res = run(proj, dataset, fams, trials=trials, minutes=minutes, spec=spec,
                       address=address, num_cpus=num_cpus, zone=zone, max_points=max_points, max_steps=max_steps,
                       fixed=fixed_params, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, KeyError, *_ERRORS) as exc:
         raise _fail(exc) from None
     _print_board(res.leaderboard)
+    _print_season(res)
     _print_covariates(res)
     _print_result(res)
 
@@ -192,7 +218,11 @@ def tune(
 def forecast(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to forecast"),
-    horizon: Optional[int] = typer.Option(None, help="steps ahead (default: the model's)"),  # noqa: UP045
+    horizon: Optional[int] = typer.Option(None, min=1,  # noqa: UP045
+                                          help="steps ahead (default: tsops.yaml, else the model's)"),
+    season: Optional[int] = typer.Option(None, min=1,  # noqa: UP045
+                                         help="season for every series of a local champion (seasonal naive, "
+                                              "statsforecast models); default: the champion's, from the profiles"),
     series: Optional[list[str]] = typer.Option(None, "--series", "-s",  # noqa: UP045
                                                help="only these series (repeatable)"),
     alias: str = typer.Option("champion", help="registered model alias to use"),
@@ -208,11 +238,14 @@ def forecast(
 
         with console.status(f"forecasting {dataset}..."):
             run = forecast_dataset(_project(ctx, project), dataset, horizon=horizon, series=series, zone=zone,
-                                   alias=alias, max_points=max_points)
+                                   alias=alias, max_points=max_points, season=season)
     except (ConfigError, *_ERRORS) as exc:
         raise _fail(exc) from None
     console.print(f"wrote {run.rows} forecast rows of {run.n_series} series with {run.name} version "
                   f"{run.version} to forecasts/{dataset} ({len(run.files)} file(s))")
+    for sid, (used, now) in list(run.season_mismatch.items())[:5]:
+        err_console.print(f"[yellow]warning:[/yellow] series {sid}: the champion uses season {used}, its profile "
+                          f"now says {now}: retrain (`tsops train -d {dataset}`)")
 
 
 def serve(

@@ -42,8 +42,9 @@ def read_long_csv(path: Path, series_id: str | None = None):
     return one
 
 
-def read_lake_series(dataset: str, series_id: str | None, zone: str = "raw"):
-    """One series of a lake dataset (the project from -p / the cwd) as a long frame."""
+def read_lake_series(dataset: str, series_id: str | None, zone: str = "raw", season_length: int | None = None):
+    """One series of a lake dataset (the project from -p / the cwd) as a long frame, and its season: the
+    override ``season_length`` or the main season of the series profile (None: the profile has none)."""
     from tsops.cli.main import load
 
     project = load()
@@ -58,7 +59,13 @@ def read_lake_series(dataset: str, series_id: str | None, zone: str = "raw"):
     if t.num_rows == 0:
         raise typer.BadParameter(f"series {series_id!r} has no rows in the {zone} zone of {dataset!r}",
                                  param_hint="--series-id")
-    return t.to_pandas()
+    if season_length is None:
+        prof = project.catalog().get_profile(dataset, series_id)
+        if prof is None:
+            raise typer.BadParameter(f"no profile for series {series_id} of dataset {dataset}: run `tsops process "
+                                     f"-d {dataset}` first (or pass --season-length N)", param_hint="--season-length")
+        season_length = prof.season_length
+    return t.to_pandas(), season_length
 
 
 @app.command()
@@ -70,7 +77,8 @@ def compare(
     seed: int = typer.Option(0, help="random seed of the injection"),
     horizon: int = typer.Option(48, help="forecast horizon (points held out as the test set)"),
     model: str = typer.Option("auto_ets", help="auto_ets or seasonal_naive"),
-    season_length: Optional[int] = typer.Option(None, help="season length (default: from the period)"),  # noqa: UP045
+    season_length: Optional[int] = typer.Option(  # noqa: UP045
+        None, min=1, help="season in samples (1 = none); default: the series profile (needed with --csv)"),
     repeats: int = typer.Option(1, help="average over this many injections (seeds seed, seed+1, ...)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the table as CSV"),  # noqa: UP045
 ) -> None:
@@ -80,12 +88,20 @@ def compare(
 
     if (csv is None) == (dataset is None):
         raise typer.BadParameter("give exactly one of --csv or --dataset")
-    df = read_long_csv(csv, series_id) if csv is not None else read_lake_series(dataset, series_id)
+    if csv is not None:
+        if season_length is None:
+            raise typer.BadParameter("a CSV file has no series profile: give its season with --season-length N "
+                                     "(1 = none)", param_hint="--season-length")
+        df, season, source = read_long_csv(csv, series_id), season_length, "given"
+    else:
+        df, season = read_lake_series(dataset, series_id, season_length=season_length)
+        source = "given" if season_length is not None else "profile"
     with console.status("forecasting each treatment..."):
         res = compare_treatments(df, inject_rate=inject_rate, seed=seed, horizon=horizon, model=model,
-                                 season_length=season_length, repeats=repeats)
-    table = Table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, season {res.attrs['season_length']}, "
-                        f"{int(res['n_injected'].iloc[0])} spikes injected")
+                                 season_length=season, repeats=repeats)
+    m = res.attrs["season_length"]
+    table = Table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, "
+                        f"season {m if m > 1 else 'none'} ({source}), {int(res['n_injected'].iloc[0])} spikes injected")
     table.add_column("treatment")
     for c in ("rmse", "mae", "mape", "n_flagged"):
         table.add_column(c, justify="right")

@@ -5,6 +5,11 @@ A global model learns one network from windows cut out of all series. Each sampl
 ``horizon`` points as target. Scaling is either per *window* (divide by the mean absolute value of the input
 window: strictly causal) or per *series* (mean/std of the series' training part, stored in the model). The
 last ``val_size`` points of every series are held out for early stopping.
+
+The season (``season_length``, from the series profiles through the caller; None = no season) sets the lag of
+the ``mase`` loss and, when ``input_size`` is not given, the input window: ``INPUT_CYCLES`` seasons (without a
+season, ``INPUT_HORIZONS`` horizons). A global model has one season for the whole panel: the tuner gives it
+the dataset's common season, or the most common one when series differ (and records that choice).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import math
 import os
 import time
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tsops.models.base import Forecaster, Panel, fill_gaps, right_align
+from tsops.models.season import check_season
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,12 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def loss_fn(name: str, pred, target, mask, x_scaled, season: int):
+def loss_fn(name: str, pred, target, mask, x_scaled, season: int | None):
     """Loss between scaled forecasts and targets; ``mask`` drops missing target points.
 
     Losses apply on the model's scale: with ``scaling="log"`` they see log values, so ``mae`` is a relative
-    error and ``mase`` divides it by the window's seasonal variation of the log values."""
+    error and ``mase`` divides it by the window's seasonal variation (lag ``season``; lag 1 without a season
+    or when the window is not longer than the season) of the log values."""
     import torch
 
     err = pred - target
@@ -60,7 +67,7 @@ def loss_fn(name: str, pred, target, mask, x_scaled, season: int):
         den = pred.abs() + target.abs()
         per = torch.where(den > 0, 2.0 * err.abs() / den.clamp_min(1e-8), torch.zeros_like(den))
     elif name == "mase":
-        lag = season if x_scaled.shape[1] > season else 1
+        lag = season if season and season > 1 and x_scaled.shape[1] > season else 1
         scale = (x_scaled[:, lag:] - x_scaled[:, :-lag]).abs().mean(dim=1, keepdim=True).clamp_min(1e-3)
         per = err.abs() / scale
     else:
@@ -190,12 +197,36 @@ class GlobalWindowModel(Forecaster):
     """Base of the global neural forecasters (N-HiTS-style MLP, LSTM): one network for all series."""
 
     name = "global"
+    supports_season = True
+    supports_covariates = True
+    is_global = True
+    trained_horizon = True
+    #: default input window: this many seasons, or this many horizons without a season
+    INPUT_CYCLES: ClassVar[int] = 7
+    INPUT_HORIZONS: ClassVar[int] = 5
+    #: input sizes the tuner tries: these multiples of the season (of the horizon without a season)
+    INPUT_MULTIPLES: ClassVar[tuple[int, ...]] = (4, 7, 14, 21)
+    INPUT_MULTIPLES_NO_SEASON: ClassVar[tuple[int, ...]] = (1, 2, 3, 5)
+
+    @classmethod
+    def input_sizes(cls, seasons: tuple[int, ...] = (), horizon: int | None = None,
+                    max_input: int | None = None) -> list[int]:
+        """Input window sizes worth trying: multiples of the main season (of the horizon without one), at most
+        ``max_input`` points ([] when neither a season nor a horizon is known)."""
+        m = next((int(s) for s in seasons if s and s > 1), None)
+        if m is None and not horizon:
+            return []
+        vals = [k * m for k in cls.INPUT_MULTIPLES] if m else [k * int(horizon) for k in cls.INPUT_MULTIPLES_NO_SEASON]
+        if max_input:
+            fit = [v for v in vals if v <= max_input]
+            vals = fit or [max(1, int(max_input))]
+        return sorted(set(vals))
 
     def __init__(
         self,
         horizon: int = 48,
-        input_size: int = 168,
-        season_length: int = 24,
+        input_size: int | None = None,
+        season_length: int | None = None,
         loss: str = "mae",
         scaling: str = "window",
         learning_rate: float = 1e-3,
@@ -210,6 +241,10 @@ class GlobalWindowModel(Forecaster):
         n_threads: int | None = None,
         **arch: Any,
     ) -> None:
+        season_length = check_season(season_length)
+        if input_size is None:
+            input_size = (self.INPUT_CYCLES * season_length if season_length and season_length > 1
+                          else self.INPUT_HORIZONS * int(horizon))
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES} (got {loss!r})")
         if scaling not in SCALINGS:
@@ -221,7 +256,7 @@ class GlobalWindowModel(Forecaster):
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0 (got {learning_rate})")
         super().__init__(
-            horizon=int(horizon), input_size=int(input_size), season_length=int(season_length), loss=loss,
+            horizon=int(horizon), input_size=int(input_size), season_length=season_length, loss=loss,
             scaling=scaling, learning_rate=float(learning_rate), batch_size=int(batch_size),
             max_steps=int(max_steps), eval_every=int(eval_every), patience=int(patience),
             val_size=None if val_size is None else int(val_size), max_history=max_history,

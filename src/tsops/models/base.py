@@ -9,6 +9,14 @@ Every model fits on many series at once and predicts a horizon for each of them:
 A *panel* is a long DataFrame ``series_id, ts, value`` on a regular grid, a ``dict`` of 1-d numpy arrays
 (the fast path used by the benchmark) or a :class:`Panel`. Models are picklable, deterministic for a given
 ``seed`` and expose their hyperparameters as a plain dict (``model.params``) for the tuner.
+
+Each model class declares what it needs and supports (as Darts models do), and the tuner reads the declaration
+instead of keeping lists of model names: ``supports_season`` (takes ``season_length``),
+``supports_multiple_seasons`` (uses every season length of a series, e.g. MSTL), ``supports_series_seasons``
+(a different season per series: local models), ``supports_covariates`` (other series as inputs),
+``supports_intervals`` (conformal intervals from backtest residuals), ``is_global`` (one model learnt across
+series), ``trained_horizon`` (fitted for a horizon, set from the backtest) and :meth:`Forecaster.search_space`
+(its hyperparameter space given the series' seasons and the horizon).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -177,6 +185,30 @@ class Forecaster(ABC):
     #: Registry name (set by subclasses).
     name: str = "base"
 
+    # -- capabilities (read by the tuner; see the module docstring) -------------------------------------------
+    supports_season: ClassVar[bool] = False
+    supports_multiple_seasons: ClassVar[bool] = False
+    supports_series_seasons: ClassVar[bool] = False
+    supports_covariates: ClassVar[bool] = False
+    supports_intervals: ClassVar[bool] = True
+    is_global: ClassVar[bool] = False
+    trained_horizon: ClassVar[bool] = False
+
+    @classmethod
+    def capabilities(cls) -> dict[str, bool]:
+        """The capability flags of this model class."""
+        return {k: bool(getattr(cls, k)) for k in (
+            "supports_season", "supports_multiple_seasons", "supports_series_seasons", "supports_covariates",
+            "supports_intervals", "is_global", "trained_horizon")}
+
+    @classmethod
+    def search_space(cls, seasons: tuple[int, ...] = (), horizon: int | None = None,
+                     max_input: int | None = None) -> dict[str, dict[str, Any]]:
+        """The hyperparameter search space (plain dicts, see :mod:`tsops.models.registry`) for series with
+        season lengths ``seasons`` (strongest first; () = none), a forecast ``horizon`` and at most
+        ``max_input`` points of history per training window. Default: nothing to tune."""
+        return {}
+
     def __init__(self, **params: Any) -> None:
         self._params = dict(params)
         self.history_: Panel | None = None
@@ -237,7 +269,7 @@ class Forecaster(ABC):
             df[TS] = ends + np.tile(np.arange(1, h + 1), n) * p.freq
         df["mean"] = mean.ravel()
         if self.conformal_ is not None:
-            for name, arr in self.conformal_.intervals(mean, p.values).items():
+            for name, arr in self.conformal_.intervals(mean, p.values, p.ids).items():
                 df[name] = arr.ravel()
         return df
 
@@ -248,11 +280,15 @@ class Forecaster(ABC):
     def _predict(self, panel: Panel, h: int) -> np.ndarray: ...
 
     # -- intervals -------------------------------------------------------------------------------------------
-    def calibrate(self, residuals, levels: tuple[int, ...] = (80, 95)) -> Forecaster:
-        """Attach conformal prediction intervals from backtest residuals (see :mod:`tsops.models.conformal`)."""
+    def calibrate(self, residuals, levels: tuple[int, ...] = (80, 95),
+                  season_length: int | None = None) -> Forecaster:
+        """Attach conformal prediction intervals from backtest residuals (see :mod:`tsops.models.conformal`).
+
+        The scale of each series uses the season its residuals were scaled with (the backtest's ``season``
+        column); ``season_length`` is only used for residuals without that column (None: no season)."""
         from tsops.models.conformal import ConformalIntervals
 
-        self.conformal_ = ConformalIntervals(levels=levels).fit(residuals)
+        self.conformal_ = ConformalIntervals(levels=levels, season_length=season_length).fit(residuals)
         return self
 
     # -- persistence -----------------------------------------------------------------------------------------

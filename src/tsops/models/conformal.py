@@ -5,6 +5,10 @@ seasonal naive MAE of the training part the forecast was made from, as in MASE),
 windows, and summarised per horizon step by the finite-sample conformal quantile of the absolute scaled error.
 At prediction time the interval half-width is that quantile times the series' current scale:
 ``mean ± q_level[step] * scale(history)``. With exchangeable errors, coverage is at least the nominal level.
+
+The scale's season is each series' own (from its profile, see :mod:`tsops.models.season`): a backtest records
+it per residual row (column ``season``), :meth:`ConformalIntervals.fit` keeps it per series, and prediction
+scales each series' history with the same lag its residuals were scaled with.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from tsops.models.base import fill_gaps
+from tsops.models.season import check_season, most_common
+from tsops.models.season import lag as lag_of
 
 
-def series_scale(history: np.ndarray, season_length: int = 24) -> float:
-    """The scale used to pool residuals: in-sample seasonal naive MAE (lag-1 / level fallbacks)."""
+def series_scale(history: np.ndarray, season_length: int | None) -> float:
+    """The scale used to pool residuals: in-sample seasonal naive MAE with lag ``season_length`` (None: no
+    season, lag 1), falling back to lag 1 and then to the mean level when a lag gives no variation."""
     x = np.asarray(history, dtype=float)
     x = fill_gaps(x) if np.isnan(x).any() else x
-    for lag in (season_length, 1):
+    for lag in dict.fromkeys((lag_of(season_length), 1)):
         if 0 < lag < len(x):
             s = float(np.mean(np.abs(x[lag:] - x[:-lag])))
             if s > 1e-12:
@@ -39,24 +46,34 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 
 
 class ConformalIntervals:
-    """Per-step conformal quantiles of scaled absolute errors, for several coverage ``levels`` (percent)."""
+    """Per-step conformal quantiles of scaled absolute errors, for several coverage ``levels`` (percent).
 
-    def __init__(self, levels: tuple[int, ...] = (80, 95), season_length: int = 24) -> None:
+    ``season_length`` is the season of the scale for series whose residuals carry none (residuals of
+    :func:`~tsops.models.backtest.backtest` carry each series' season in column ``season``, which wins).
+    """
+
+    def __init__(self, levels: tuple[int, ...] = (80, 95), season_length: int | None = None) -> None:
         for lv in levels:
             if not 0 < lv < 100:
                 raise ValueError(f"interval level {lv} must be a percentage between 0 and 100")
         self.levels = tuple(int(lv) for lv in levels)
-        self.season_length = season_length
+        self.season_length = check_season(season_length)
+        self.seasons_: dict[str, int | None] = {}
         self.q_: dict[int, np.ndarray] = {}
         self.n_residuals_ = 0
 
     def fit(self, residuals: pd.DataFrame) -> ConformalIntervals:
-        """``residuals`` has columns ``step``, ``y``, ``yhat`` and ``scale`` (as returned by
-        :func:`tsops.models.backtest.backtest` in ``result.residuals``)."""
+        """``residuals`` has columns ``step``, ``y``, ``yhat`` and ``scale`` (and ``series_id``/``season``, as
+        returned by :func:`tsops.models.backtest.backtest` in ``result.residuals``)."""
         need = {"step", "y", "yhat", "scale"}
         missing = need - set(residuals.columns)
         if missing:
             raise ValueError(f"residuals lack column(s) {sorted(missing)}; run a backtest to get them")
+        if {"series_id", "season"} <= set(residuals.columns):
+            per = residuals.drop_duplicates("series_id")[["series_id", "season"]]
+            self.seasons_ = {str(s): (int(m) if pd.notna(m) and m > 1 else None)
+                             for s, m in zip(per["series_id"], per["season"], strict=True)}
+            self.season_length = most_common(self.seasons_.values())
         r = residuals[np.isfinite(residuals["y"]) & np.isfinite(residuals["yhat"])]
         score = (r["y"] - r["yhat"]).abs() / r["scale"].where(r["scale"] > 0, 1.0)
         steps = r["step"].to_numpy()
@@ -80,12 +97,20 @@ class ConformalIntervals:
         self.n_residuals_ = int(len(r))
         return self
 
-    def intervals(self, mean: np.ndarray, histories: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """``lo_XX``/``hi_XX`` arrays shaped like ``mean`` (n_series, h)."""
+    def season_of(self, series_id: str | None) -> int | None:
+        """The season the scale of ``series_id`` uses: its residuals' season, else ``season_length``."""
+        seasons = getattr(self, "seasons_", {})
+        return seasons.get(series_id, self.season_length)
+
+    def intervals(self, mean: np.ndarray, histories: list[np.ndarray],
+                  ids: list[str] | None = None) -> dict[str, np.ndarray]:
+        """``lo_XX``/``hi_XX`` arrays shaped like ``mean`` (n_series, h); ``ids`` name the series of
+        ``histories`` (each is scaled with its own season)."""
         if not self.q_:
             raise RuntimeError("ConformalIntervals is not fitted: call fit(residuals) first")
         n, h = mean.shape
-        scale = np.array([series_scale(v, self.season_length) for v in histories])
+        ids = list(ids) if ids is not None else [None] * len(histories)
+        scale = np.array([series_scale(v, self.season_of(s)) for v, s in zip(histories, ids, strict=True)])
         out: dict[str, np.ndarray] = {}
         for lv in self.levels:
             q = self.q_[lv]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from tsops.models.base import Panel, fill_gaps, right_align
+from tsops.models.season import lag
 
 
-def select_covariates(panel: Panel, k: int, season_length: int = 24, min_overlap: int = 48) -> list[str]:
+def select_covariates(panel: Panel, k: int, season_length: int | None, min_overlap: int = 48) -> list[str]:
     """The ``k`` series that co-move most with the others: highest mean absolute correlation of their
-    seasonal differences (lag ``season_length``) over the common, end-aligned span of the panel.
+    seasonal differences (lag ``season_length``; first differences when it is None: no season) over the
+    common, end-aligned span of the panel.
 
     Uses only the data in ``panel`` (pass the training part). Returns ids, best first.
     """
@@ -17,12 +19,13 @@ def select_covariates(panel: Panel, k: int, season_length: int = 24, min_overlap
         raise ValueError(f"number of covariates k must be >= 1 (got {k})")
     if len(panel) < 2:
         raise ValueError("covariates are other series of the panel: it needs at least 2 series")
+    d = lag(season_length)
     n_common = min(len(v) for v in panel.values)
-    if n_common < season_length + min_overlap:
-        raise ValueError(f"series need at least {season_length + min_overlap} common points to rank "
+    if n_common < d + min_overlap:
+        raise ValueError(f"series need at least {d + min_overlap} common points to rank "
                          f"covariates (shortest has {n_common})")
     Z = fill_gaps(right_align(panel.values, n_common))
-    D = Z[:, season_length:] - Z[:, :-season_length]
+    D = Z[:, d:] - Z[:, :-d]
     D = D - D.mean(axis=1, keepdims=True)
     sd = D.std(axis=1)
     D = D / np.where(sd > 1e-12, sd, 1.0)[:, None]

@@ -11,6 +11,7 @@ import numpy as np
 
 from tsops.models.backtest import BacktestResult
 from tsops.models.base import Forecaster, Panel
+from tsops.models.season import SeasonArg, lag, season_for
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def auto_ensemble(
     candidates: dict[str, Forecaster],
     panel,
     horizon: int,
-    season_length: int = 24,
+    season_length: SeasonArg,
     max_members: int = 5,
     combine: str = "median",
     n_jobs: int = 1,
@@ -205,7 +206,8 @@ def auto_ensemble(
     """Pick the best candidate or median-combination of candidates on a hold-out window, then refit.
 
     Every candidate is fitted on each series without its last ``horizon`` points and forecasts them; the
-    greedy :func:`select_members` picks the set. With ``refit`` the chosen candidates are refitted on the
+    greedy :func:`select_members` picks the set; MASE scales use each series' ``season_length`` (from the
+    profiles; None = no season, see :mod:`tsops.models.season`). With ``refit`` the chosen candidates are refitted on the
     full panel via :meth:`Forecaster.refit_clone` (global neural models then train on every point for the
     number of steps early stopping found); otherwise the hold-out fits are kept. Returns the single best
     model when no combination beats it, else an :class:`EnsembleForecaster`.
@@ -216,14 +218,15 @@ def auto_ensemble(
 
     p = as_panel(panel)
     head, tails = split_panel(p, horizon, horizon)
-    short = [p.ids[i] for i, t in enumerate(tails) if len(t) < horizon or len(head.values[i]) <= season_length]
+    lags = [lag(season_for(season_length, sid)) for sid in p.ids]
+    short = [p.ids[i] for i, t in enumerate(tails) if len(t) < horizon or len(head.values[i]) <= lags[i]]
     if short:
         raise ValueError(f"series {short[:5]} are too short for a hold-out window of {horizon} points")
     names = list(candidates)
     fitted = fit_many([candidates[n].clone() for n in names], head, n_jobs)
     val = {n: m.predict_array(horizon, head)[None] for n, m in zip(names, fitted, strict=True)}
     actual = np.stack(tails)[None]
-    scales = np.array([mase_scale(v, season_length) for v in head.values])[None]
+    scales = np.array([mase_scale(v, m) for v, m in zip(head.values, lags, strict=True)])[None]
     chosen, table = select_members(val, actual, scales, max_members, combine)
     by_name = dict(zip(names, fitted, strict=True))
     report = AutoEnsembleReport(chosen, table, val, actual, scales,

@@ -12,7 +12,7 @@ affordable on CPU (the recurrent loop is sequential) and gives every step a whol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from tsops.models._window import GlobalWindowModel
 
@@ -49,11 +49,30 @@ class LSTMForecaster(GlobalWindowModel):
     input points per recurrent step (1 = classic point-by-point LSTM)."""
 
     name = "lstm"
+    INPUT_CYCLES: ClassVar[int] = 4
+    INPUT_HORIZONS: ClassVar[int] = 2
+    INPUT_MULTIPLES: ClassVar[tuple[int, ...]] = (1, 2, 4, 7)
+    INPUT_MULTIPLES_NO_SEASON: ClassVar[tuple[int, ...]] = (1, 2, 4, 7)
+
+    @classmethod
+    def search_space(cls, seasons: tuple[int, ...] = (), horizon: int | None = None,
+                     max_input: int | None = None) -> dict[str, dict[str, Any]]:
+        """The space of the tuning study; input sizes are 1, 2, 4 and 7 seasons (see :meth:`input_sizes`)."""
+        sp: dict[str, dict[str, Any]] = {
+            "hidden_size": {"type": "choice", "values": [2, 4, 8, 16, 32, 64]},
+            "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 0.1},
+            "num_layers": {"type": "choice", "values": [1, 2, 3, 4, 5]},
+            "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+        }
+        sizes = cls.input_sizes(seasons, horizon, max_input)
+        if sizes:
+            sp["input_size"] = {"type": "choice", "values": sizes}
+        return sp
 
     def __init__(
         self,
         horizon: int = 48,
-        input_size: int = 96,
+        input_size: int | None = None,
         hidden_size: int = 32,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -66,11 +85,12 @@ class LSTMForecaster(GlobalWindowModel):
             raise ValueError(f"hidden_size and num_layers must be >= 1 (got {hidden_size}, {num_layers})")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
-        if not 1 <= int(patch_len) <= int(input_size):
-            raise ValueError(f"patch_len must be between 1 and input_size={input_size} (got {patch_len})")
         super().__init__(horizon=horizon, input_size=input_size, hidden_size=int(hidden_size),
                          num_layers=int(num_layers), dropout=float(dropout), scaling=scaling,
                          learning_rate=learning_rate, patch_len=int(patch_len), **kw)
+        size = self._params["input_size"]
+        if not 1 <= int(patch_len) <= size:
+            raise ValueError(f"patch_len must be between 1 and input_size={size} (got {patch_len})")
 
     def _build_net(self, n_cov: int):
         p = self._params

@@ -4,11 +4,14 @@ Definitions follow the M4 competition (Makridakis et al., IJF 2020):
 
 * ``smape = mean(200 * |y - f| / (|y| + |f|))`` (percent; a 0/0 term counts as 0),
 * ``mase = mean(|y - f|) / mean(|x_t - x_{t-m}|)`` with the in-sample seasonal naive MAE of the training
-  series ``x`` as scale (``m`` = seasonal period, 24 for hourly data),
+  series ``x`` as scale (``m`` = the series' season in samples, from its profile; ``None`` = no season:
+  lag 1, the naive forecast's in-sample error, as for M4's yearly data),
 * ``owa = (smape / smape_naive2 + mase / mase_naive2) / 2`` computed on the *overall* means.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,18 +55,20 @@ def smape(y: np.ndarray, f: np.ndarray) -> float:
     return float(np.nanmean(terms))
 
 
-def mase_scale(insample: np.ndarray, m: int = 1) -> float:
-    """In-sample MAE of the seasonal naive forecast with lag ``m`` (falls back to lag 1 if too short)."""
+def mase_scale(insample: np.ndarray, m: int | None) -> float:
+    """In-sample MAE of the seasonal naive forecast with lag ``m`` (``None``: no season, lag 1; lag 1 too when
+    the series is not longer than ``m``)."""
     x = np.asarray(insample, dtype=float)
     x = x[~np.isnan(x)]
-    lag = m if len(x) > m else 1
+    lag = m if m and m > 1 and len(x) > m else 1
     if len(x) <= lag:
         raise ValueError(f"series of length {len(x)} is too short for a MASE scale with lag {lag}")
     return float(np.mean(np.abs(x[lag:] - x[:-lag])))
 
 
-def mase(y: np.ndarray, f: np.ndarray, insample: np.ndarray, m: int = 1) -> float:
-    """Mean absolute scaled error: MAE divided by the in-sample seasonal naive MAE."""
+def mase(y: np.ndarray, f: np.ndarray, insample: np.ndarray, m: int | None) -> float:
+    """Mean absolute scaled error: MAE divided by the in-sample seasonal naive MAE (``m`` as in
+    :func:`mase_scale`)."""
     scale = mase_scale(insample, m)
     if scale == 0:
         return float("nan")
@@ -79,11 +84,12 @@ def per_series_metrics(
     actuals: list[np.ndarray] | np.ndarray,
     forecasts: list[np.ndarray] | np.ndarray,
     insamples: list[np.ndarray] | None = None,
-    m: int = 1,
+    m: int | Sequence[int | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every metric for each series: a dict ``name -> array(n_series)``.
 
-    ``insamples`` (the training part of each series) is needed for MASE; without it MASE is NaN.
+    ``insamples`` (the training part of each series) is needed for MASE; without it MASE is NaN. ``m``: the
+    season of every series, or one per series (None: no season, MASE scaled by the lag-1 error).
     """
     if len(actuals) != len(forecasts):
         raise ValueError(f"{len(actuals)} actual series but {len(forecasts)} forecasts")
@@ -96,7 +102,7 @@ def per_series_metrics(
         out["mape"][i] = mape(y, f)
         out["smape"][i] = smape(y, f)
         if insamples is not None:
-            s = mase_scale(insamples[i], m)
+            s = mase_scale(insamples[i], m[i] if isinstance(m, Sequence) else m)
             out["mase"][i] = out["mae"][i] / s if s > 0 else np.nan
     return out
 

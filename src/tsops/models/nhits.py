@@ -9,7 +9,7 @@ Covariate channels are pooled the same way and concatenated to every block's inp
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from tsops.models._window import GlobalWindowModel
 
@@ -84,11 +84,33 @@ class NHiTSForecaster(GlobalWindowModel):
     """
 
     name = "nhits"
+    INPUT_CYCLES: ClassVar[int] = 7
+    INPUT_HORIZONS: ClassVar[int] = 5
+    INPUT_MULTIPLES: ClassVar[tuple[int, ...]] = (4, 7, 14, 21)
+    INPUT_MULTIPLES_NO_SEASON: ClassVar[tuple[int, ...]] = (1, 2, 3, 5)
+
+    @classmethod
+    def search_space(cls, seasons: tuple[int, ...] = (), horizon: int | None = None,
+                     max_input: int | None = None) -> dict[str, dict[str, Any]]:
+        """Input sizes of 4, 7, 14 and 21 seasons (see :meth:`input_sizes`), width, depth, learning rate, loss
+        and dropout."""
+        sp: dict[str, dict[str, Any]] = {}
+        sizes = cls.input_sizes(seasons, horizon, max_input)
+        if sizes:
+            sp["input_size"] = {"type": "choice", "values": sizes}
+        sp.update({
+            "hidden_size": {"type": "choice", "values": [128, 256, 512]},
+            "n_layers": {"type": "choice", "values": [1, 2, 3]},
+            "learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
+            "loss": {"type": "choice", "values": ["mae", "mase", "smape"]},
+            "dropout": {"type": "uniform", "low": 0.0, "high": 0.2},
+        })
+        return sp
 
     def __init__(
         self,
         horizon: int = 48,
-        input_size: int = 168,
+        input_size: int | None = None,
         hidden_size: int = 256,
         n_layers: int = 2,
         pool_sizes: tuple[int, ...] | list[int] = (8, 4, 1),

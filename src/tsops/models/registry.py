@@ -1,6 +1,8 @@
-"""Model registry: name -> class, ``make_model(name, **params)`` and each model's default search space.
+"""Model registry: name -> class, ``make_model(name, **params)``, each model's capabilities and search space.
 
-Search spaces are plain dicts (no Ray/Optuna objects) so the tuner can translate them::
+Capabilities and search spaces are declared by the model classes (:class:`~tsops.models.base.Forecaster`);
+the registry only maps names to them. Search spaces are plain dicts (no Ray/Optuna objects) so the tuner can
+translate them, and depend on the series' seasons (from their profiles) and the horizon::
 
     {"hidden_size": {"type": "choice", "values": [2, 4, 8]},
      "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 0.1},
@@ -10,7 +12,6 @@ Search spaces are plain dicts (no Ray/Optuna objects) so the tuner can translate
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from tsops.models.base import Forecaster
@@ -35,29 +36,6 @@ ALIASES: dict[str, dict[str, Any]] = {
     "auto_arima": {"model": "AutoARIMA"},
 }
 
-SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "lstm": {
-        "hidden_size": {"type": "choice", "values": [2, 4, 8, 16, 32, 64]},
-        "learning_rate": {"type": "loguniform", "low": 1e-3, "high": 0.1},
-        "num_layers": {"type": "choice", "values": [1, 2, 3, 4, 5]},
-        "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
-        "input_size": {"type": "choice", "values": [24, 48, 96, 168]},
-    },
-    "nhits": {
-        "input_size": {"type": "choice", "values": [96, 168, 336, 504]},
-        "hidden_size": {"type": "choice", "values": [128, 256, 512]},
-        "n_layers": {"type": "choice", "values": [1, 2, 3]},
-        "learning_rate": {"type": "loguniform", "low": 3e-4, "high": 3e-3},
-        "loss": {"type": "choice", "values": ["mae", "mase", "smape"]},
-        "dropout": {"type": "uniform", "low": 0.0, "high": 0.2},
-    },
-    "seasonal_naive": {"season_length": {"type": "choice", "values": [24, 168]}},
-    "naive2": {},
-    "naive": {},
-    "statsforecast": {"model": {"type": "choice", "values": ["AutoETS", "AutoTheta", "MSTL"]}},
-}
-
-
 def model_names() -> list[str]:
     """Every name ``make_model`` accepts."""
     return sorted([*MODELS, *ALIASES, "ensemble"])
@@ -74,19 +52,34 @@ def make_model(name: str, **params: Any) -> Forecaster:
         members = [m if isinstance(m, Forecaster) else make_model(m["name"], **m.get("params", {}))
                    for m in specs]
         return EnsembleForecaster(members, **params)
-    if name in ALIASES:
-        return StatsForecastModel(**{**params, **ALIASES[name]})
-    if name not in MODELS:
+    if name not in MODELS and name not in ALIASES:
         raise KeyError(f"unknown model {name!r}; choose one of {model_names()}")
     try:
+        if name in ALIASES:
+            return StatsForecastModel(**{**params, **ALIASES[name]})
         return MODELS[name](**params)
     except TypeError as exc:
         raise TypeError(f"bad parameters for model {name!r}: {exc}") from exc
 
 
-def search_space(name: str) -> dict[str, dict[str, Any]]:
-    """A copy of the default hyperparameter search space of model ``name``."""
-    key = "statsforecast" if name in ALIASES else name
-    if key not in SEARCH_SPACES:
-        raise KeyError(f"no search space for model {name!r}; known: {sorted(SEARCH_SPACES)}")
-    return copy.deepcopy(SEARCH_SPACES[key])
+def model_class(name: str) -> type[Forecaster]:
+    """The class behind registry name ``name`` (statsforecast aliases: :class:`StatsForecastModel`)."""
+    if name in ALIASES:
+        return StatsForecastModel
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose one of {[n for n in model_names() if n != 'ensemble']}")
+    return MODELS[name]
+
+
+def search_space(name: str, seasons: tuple[int, ...] | list[int] = (), horizon: int | None = None,
+                 max_input: int | None = None) -> dict[str, dict[str, Any]]:
+    """The hyperparameter search space of model ``name`` for series with season lengths ``seasons`` (strongest
+    first, from their profiles; () = none), forecast ``horizon`` and windows of at most ``max_input`` points.
+    Statsforecast aliases (``auto_ets`` ...) have a fixed model: nothing to search."""
+    try:
+        cls = model_class(name)
+    except KeyError as exc:
+        raise KeyError(f"no search space for model {name!r}: {exc.args[0]}") from None
+    if name in ALIASES:
+        return {}
+    return cls.search_space(tuple(int(s) for s in seasons), horizon, max_input)

@@ -108,7 +108,9 @@ def training_due(ctx: Context) -> tuple[bool, str, dict[str, Any]]:
         champ = load_champion(ctx.project, ctx.dataset)
     except NoChampionError:
         return True, "no champion yet", {}
-    monitoring = forecast_error(ctx.project, ctx.dataset)
+    # the recent error is scaled with the seasons the champion's backtest error was scaled with
+    monitoring = forecast_error(ctx.project, ctx.dataset,
+                                _champion_season(ctx.project, champ.name, champ.version))
     score = _champion_score(ctx.project, champ.name, champ.version)  # None unless the backtest metric is MASE
     if score is not None:
         monitoring["backtest_mase"] = score
@@ -152,11 +154,15 @@ def _version_created(project: Project, name: str, version: str) -> dt.datetime |
     return dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC) if mv.creation_timestamp else None
 
 
-def forecast_error(project: Project, dataset: str, season_length: int = 24, days: float = 30) -> dict[str, Any]:
+def forecast_error(project: Project, dataset: str, season_length: int | None = None,
+                   days: float | None = 30) -> dict[str, Any]:
     """MASE of the forecasts already written against the clean values that have arrived since.
 
     Each forecast row is matched to the clean observation of its series nearest in time (within half a grid
-    step); the scale is the in-sample seasonal-naive MAE of the series' clean history before the forecast.
+    step); the scale is the in-sample seasonal-naive MAE of the series' clean history before the forecast,
+    with the series' own season from its profile (the clean zone is on the series' own grid), or
+    ``season_length`` for every series when given (1 = no season: lag 1). Series without a profile are left
+    out and counted (``no_profile``).
     """
     from tsops.analysis.dataset import read_recent
 
@@ -166,30 +172,68 @@ def forecast_error(project: Project, dataset: str, season_length: int = 24, days
     clean = read_recent(project, dataset, "clean", days)
     if clean.empty:
         return {}
+    profiles = {}
+    if season_length is None:
+        cat = project.catalog()
+        try:
+            profiles = cat.get_profiles(dataset)
+        finally:
+            cat.close()
     fc = fc.sort_values("issued_at").drop_duplicates(["series_id", "ts"], keep="last")
-    errors, n = [], 0
+    errors, n, no_profile = [], 0, []
     for sid, f in fc.groupby("series_id"):
+        if season_length is not None:
+            m = season_length if season_length > 1 else 1
+        elif sid in profiles:
+            m = profiles[sid].season_or(1)
+        else:
+            no_profile.append(sid)
+            continue
         c = clean[clean["series_id"] == sid].sort_values("ts")
-        if len(c) < season_length + 2:
+        if len(c) < m + 2:
             continue
         step = c["ts"].diff().median()
         f = f.sort_values("ts")
-        m = pd.merge_asof(f[["ts", "mean", "issued_at"]], c[["ts", "value"]], on="ts", direction="nearest",
-                          tolerance=step / 2).dropna(subset=["value"])
-        m = m[m["ts"] > m["issued_at"]]
-        if m.empty:
+        mm = pd.merge_asof(f[["ts", "mean", "issued_at"]], c[["ts", "value"]], on="ts", direction="nearest",
+                           tolerance=step / 2).dropna(subset=["value"])
+        mm = mm[mm["ts"] > mm["issued_at"]]
+        if mm.empty:
             continue
-        hist = c[c["ts"] <= m["issued_at"].min()]["value"].to_numpy(float)
-        if len(hist) <= season_length:
+        hist = c[c["ts"] <= mm["issued_at"].min()]["value"].to_numpy(float)
+        if len(hist) <= m:
             continue
-        scale = np.nanmean(np.abs(hist[season_length:] - hist[:-season_length]))
+        scale = np.nanmean(np.abs(hist[m:] - hist[:-m]))
         if not np.isfinite(scale) or scale == 0:
             continue
-        errors.append(np.mean(np.abs(m["value"].to_numpy() - m["mean"].to_numpy())) / scale)
-        n += len(m)
+        errors.append(np.mean(np.abs(mm["value"].to_numpy() - mm["mean"].to_numpy())) / scale)
+        n += len(mm)
+    extra = {"no_profile": len(no_profile)} if no_profile else {}
+    if no_profile:
+        log.warning("forecast error of %s: %d series have no profile (e.g. %s): left out", dataset,
+                    len(no_profile), no_profile[0])
     if not errors:
-        return {"evaluated_points": 0}
-    return {"recent_mase": float(np.mean(errors)), "evaluated_points": n, "evaluated_series": len(errors)}
+        return {"evaluated_points": 0, **extra}
+    return {"recent_mase": float(np.mean(errors)), "evaluated_points": n, "evaluated_series": len(errors),
+            "season": "override" if season_length is not None else "profile", **extra}
+
+
+def _champion_season(project: Project, name: str, version: str) -> int | None:
+    """The season the champion was backtested with when it was an override (None: from the profiles)."""
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tsops.tracking.forecast_registry import TAG_SPEC
+
+    mlflow.set_tracking_uri(project.tracking_uri)
+    tags = MlflowClient().get_model_version(name, version).tags or {}
+    try:
+        spec = json.loads(tags.get(TAG_SPEC, "{}"))
+    except ValueError:
+        return None
+    # versions from before season sources always had a given season
+    return spec.get("season_length") if spec.get("season_source", "override") == "override" else None
 
 
 def stage_train(ctx: Context) -> dict[str, Any]:
@@ -214,7 +258,9 @@ def stage_forecast(ctx: Context) -> dict[str, Any]:
     if not (ctx.changed("process") or ctx.changed("train")) and _has_forecasts(ctx):
         return {"status": "skipped", "why": "no new data and no new champion", "changed": False}
     try:
-        fr = forecast_dataset(ctx.project, ctx.dataset, horizon=ctx.project.config.pipeline.horizon,
+        fr = forecast_dataset(ctx.project, ctx.dataset,
+                              horizon=ctx.project.dataset(ctx.dataset).forecast.horizon
+                              or ctx.project.config.pipeline.horizon,
                               max_points=ctx.project.config.pipeline.max_points)
     except NoChampionError as err:
         return {"status": "skipped", "why": str(err), "changed": False}

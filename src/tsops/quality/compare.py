@@ -16,11 +16,12 @@ TREATMENT_STUDY = ("clean", "none", "drop", "minmax", "ema", "interpolate")
 MODELS = ("auto_ets", "seasonal_naive")
 
 
-def forecast(y: np.ndarray, horizon: int, season_length: int, model: str = "auto_ets") -> np.ndarray:
-    """Point forecast of ``horizon`` steps with statsforecast AutoETS or seasonal naive."""
+def forecast(y: np.ndarray, horizon: int, season_length: int | None, model: str = "auto_ets") -> np.ndarray:
+    """Point forecast of ``horizon`` steps with statsforecast AutoETS or seasonal naive (``season_length``
+    None or 1: no season, i.e. naive / non-seasonal ETS)."""
     y = np.asarray(y, float)
     if model == "seasonal_naive":
-        m = max(1, season_length)
+        m = max(1, season_length or 1)
         last = y[-m:]
         return np.resize(last, horizon) if m > 1 else np.full(horizon, y[-1])
     if model == "auto_ets":
@@ -73,7 +74,7 @@ def _one_trial(train, test, t, m, model, rng, inject_rate, magnitude, iqr_k, hor
 
 
 def compare_treatments(series_df: pd.DataFrame, inject_rate: float = 0.02, seed: int = 0, horizon: int = 48,
-                       model: str = "auto_ets", season_length: int | None = None, iqr_k: float = 1.5,
+                       model: str = "auto_ets", *, season_length: int | None, iqr_k: float = 1.5,
                        magnitude: float = 5.0, repeats: int = 1) -> pd.DataFrame:
     """Inject anomalies into one real series, treat them each way, forecast, and score against the truth.
 
@@ -83,10 +84,9 @@ def compare_treatments(series_df: pd.DataFrame, inject_rate: float = 0.02, seed:
     fences), ema, interpolate; 'clean' forecasts from the series before injection (a reference).
     With ``repeats`` > 1 the injection is redone with seeds ``seed .. seed + repeats - 1`` and the metrics
     averaged. Returns a frame indexed by treatment with rmse, mae, mape, n_flagged, n_injected and the
-    precision / recall of the detection.
+    precision / recall of the detection. ``season_length`` (required: the series' season from its profile, in
+    samples of its grid; None or 1: no season) drives the forecasters.
     """
-    from tsops.analysis.decompose import infer_season_length
-
     if not 0 <= inject_rate < 1:
         raise ValueError(f"inject_rate must be in [0, 1), got {inject_rate}")
     grid, doc = clean_series(series_df, CleaningConfig(anomaly_methods=(), treatment="none"))
@@ -94,8 +94,7 @@ def compare_treatments(series_df: pd.DataFrame, inject_rate: float = 0.02, seed:
     if y.size < horizon + 10:
         raise ValueError(f"series {doc['series_id']!r} has {y.size} points: need more than horizon + 10 "
                          f"= {horizon + 10}")
-    period = pd.Timedelta(seconds=doc["period_seconds"]) if doc["period_seconds"] else None
-    m = season_length or infer_season_length(period, y.size - horizon) or 1
+    m = season_length if season_length and season_length > 1 else 1
     train, test = y[:-horizon], y[-horizon:]
     t = grid["ts"].to_numpy("datetime64[us]").view(np.int64)[:-horizon]
     frames = []

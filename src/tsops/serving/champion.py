@@ -42,6 +42,8 @@ class LoadedModel:
                 "freq": None if m.history_ is None or m.history_.freq is None else str(m.history_.freq),
                 "default_horizon": default_horizon(m), "max_horizon": max_horizon(m),
                 "intervals": None if m.conformal_ is None else [int(x) for x in m.conformal_.levels],
+                "season_length": m.params.get("season_length"),
+                "series_seasons": len(m.params.get("series_seasons") or {}) or None,
                 "loaded_at": self.loaded_at}
 
 

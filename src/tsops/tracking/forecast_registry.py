@@ -33,6 +33,7 @@ TAG_SPEC = "tsops.backtest_spec"
 TAG_MODEL = "tsops.model"
 TAG_PARAMS = "tsops.params"
 TAG_DATASET = "tsops.dataset"
+TAG_SEASON = "tsops.season"
 
 
 def registered_name(dataset: str, name: str | None = None) -> str:
@@ -88,6 +89,16 @@ def log_table_artifact(client: MlflowClient, run_id: str, df: pd.DataFrame, file
         p = Path(tmp) / file_name
         df.to_csv(p, index=False)
         client.log_artifact(run_id, str(p))
+
+
+def log_season(client: MlflowClient, run_id: str, season: dict[str, Any],
+               per_series: dict[str, list[int]] | None = None) -> None:
+    """Record the season a run used and where it came from ('profile' or 'override') as run params (None is
+    logged as 'none'); when series have different seasons, the per-series lengths as ``seasons.json``."""
+    for k, v in season.items():
+        client.log_param(run_id, k, "none" if v is None else v)
+    if per_series:
+        client.log_dict(run_id, {k: list(v) for k, v in sorted(per_series.items())}, "seasons.json")
 
 
 def log_train_logs(client: MlflowClient, run_id: str, train_logs: list[list[list[dict[str, float]]]]) -> int:

@@ -118,11 +118,11 @@ def resolve_covariates(project, dataset: str, covariates: int | Sequence[str] | 
 
 
 def with_covariates(family: str, params: dict[str, Any], covariates: list[str] | None) -> dict[str, Any]:
-    """``params`` of ``family`` with the run's covariates: neural families (which take other series as input
-    channels) get ``covariates``; other families ignore them and get ``params`` unchanged."""
-    from tsops.tuning.evaluate import NEURAL
+    """``params`` of ``family`` with the run's covariates: families that declare ``supports_covariates`` (other
+    series as input channels) get ``covariates``; other families ignore them and get ``params`` unchanged."""
+    from tsops.models.registry import model_class
 
-    if not covariates or family not in NEURAL:
+    if not covariates or not model_class(family).supports_covariates:
         return dict(params)
     if params.get("covariates") not in (None, [], list(covariates)):
         raise ValueError(f"covariates given twice for {family}: as the covariates option {covariates} and as "

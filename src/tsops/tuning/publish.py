@@ -18,7 +18,7 @@ import pandas as pd
 from tsops.models.backtest import backtest
 from tsops.models.base import Forecaster, Panel
 from tsops.tuning.covariates import TAG_COVARIATES, model_covariates
-from tsops.tuning.evaluate import BacktestSpec, build_model, min_train, run_backtest
+from tsops.tuning.evaluate import BacktestSpec, build_model, describe_season, min_train, run_backtest
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def calibration_residuals(model: Forecaster, panel: Panel, spec: BacktestSpec,
     step = max(1, min(spec.horizon, room // max(1, need_windows - 1)))
     n_windows = max(1, min(need_windows, room // step + 1))
     extra = backtest(model.clone(), panel, spec.horizon, n_windows=n_windows, step=step,
-                     season_length=spec.season_length, refit=False, min_train=mt).residuals
+                     season_length=spec.mase_seasons(panel.ids), refit=False, min_train=mt).residuals
     log.info("calibrating intervals on %d extra residuals (%d origins, %d apart)", len(extra), n_windows, step)
     parts = [r for r in (residuals, extra) if r is not None and not r.empty]
     return pd.concat(parts, ignore_index=True) if parts else extra
@@ -50,8 +50,9 @@ def calibration_residuals(model: Forecaster, panel: Panel, spec: BacktestSpec,
 
 def fit_final(family: str, params: dict[str, Any], panel: Panel, spec: BacktestSpec,
               residuals: pd.DataFrame | None, seed: int = 0) -> Forecaster:
-    """Fit the configuration on all data and attach 80/95% conformal intervals."""
-    model = build_model(family, params, spec, seed=seed)
+    """Fit the configuration on all data and attach 80/95% conformal intervals (each series' interval scale
+    uses the season its backtest residuals were scaled with)."""
+    model = build_model(family, params, spec, seed=seed, ids=list(panel.ids))
     res = calibration_residuals(model, panel, spec, residuals)
     model.fit(panel)
     if res is None or res.empty:
@@ -89,10 +90,14 @@ def publish(model: Forecaster, score: float, fp: str, spec: BacktestSpec, panel:
     info = log_forecaster(model, registered_model_name=name)
     version = str(info.registered_model_version)
     client = MlflowClient()
+    params = model.params
+    if params.get("series_seasons"):  # per-series seasons are in the run's seasons.json (tags stay short)
+        params["series_seasons"] = f"{len(params['series_seasons'])} series (see seasons.json)"
     tags = {
         R.TAG_SCORE: repr(float(score)), R.TAG_METRIC: spec.metric, R.TAG_FINGERPRINT: fp,
-        R.TAG_SPEC: json.dumps(spec.to_dict()), R.TAG_MODEL: model.name,
-        R.TAG_PARAMS: json.dumps(model.params, default=str), R.TAG_DATASET: dataset,
+        R.TAG_SPEC: json.dumps(spec.to_dict(per_series=False)), R.TAG_MODEL: model.name,
+        R.TAG_PARAMS: json.dumps(params, default=str), R.TAG_DATASET: dataset,
+        R.TAG_SEASON: json.dumps(spec.season_summary(list(panel.ids)) | describe_season(model, spec)),
     }
     cov = model_covariates(model)
     if cov:  # the series a forecast leans on (the history sent to the model must hold them)

@@ -33,15 +33,21 @@ def synthetic_hourly(n_series: int = 3, length: int = 240, seed: int = 0,
     return pd.concat(parts, ignore_index=True)
 
 
-def write_project(directory: str | Path, data: pd.DataFrame, dataset: str = "demo", zone: str = "raw"):
+def write_project(directory: str | Path, data: pd.DataFrame, dataset: str = "demo", zone: str = "raw",
+                  season_lengths: tuple[int, ...] | None = None, config: dict | None = None):
     """Create ``tsops.yaml`` with one dataset in ``directory`` and write ``data`` (``series_id, ts, value``)
-    into the lake ``zone``; returns the loaded :class:`~tsops.config.Project`."""
+    into the lake ``zone``; returns the loaded :class:`~tsops.config.Project`.
+
+    ``season_lengths`` (samples, strongest first; () = none) writes a series profile per series into the
+    catalog, as ``tsops process`` would (period: the median spacing of the series' timestamps), so the project
+    can be trained on without processing it. ``config`` adds keys to the dataset's section of ``tsops.yaml``
+    (e.g. ``{"forecast": {"horizon": 12}}``)."""
     from tsops.config import PROJECT_FILE, load_project
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     cfg = {"name": "sample", "datasets": {dataset: {"series": {"timestamp": TS, "keys": ["sensor"],
-                                                                "values": [VALUE]}}}}
+                                                                "values": [VALUE]}, **(config or {})}}}
     (d / PROJECT_FILE).write_text(yaml.safe_dump(cfg), encoding="utf-8")
     project = load_project(d)
     ts = pd.to_datetime(data[TS], utc=True)
@@ -51,7 +57,29 @@ def write_project(directory: str | Path, data: pd.DataFrame, dataset: str = "dem
     if zone == "clean":
         table = table.append_column("is_missing", pa.array(np.isnan(data[VALUE].to_numpy(dtype=float))))
     project.lake().write_table(zone, dataset, table, "sample")
+    if season_lengths is not None:
+        write_profiles(project, dataset, data, season_lengths)
     return project
+
+
+def write_profiles(project, dataset: str, data: pd.DataFrame, season_lengths: tuple[int, ...]) -> None:
+    """Store a :class:`~tsops.datamodel.SeriesProfile` for every series of ``data`` in the catalog (period: the
+    median spacing of its timestamps; the given season lengths)."""
+    from tsops.datamodel import PROFILE_KEY, SeriesProfile
+
+    docs = []
+    for sid, g in data.groupby(SERIES_ID, sort=True):
+        ts = pd.to_datetime(g[TS], utc=True).sort_values()
+        period = float(ts.diff().median().total_seconds()) if len(ts) > 1 else None
+        prof = SeriesProfile(str(sid), period_seconds=period, season_lengths=tuple(int(m) for m in season_lengths),
+                             first_ts=ts.iloc[0].isoformat(), last_ts=ts.iloc[-1].isoformat(), n_raw=len(g),
+                             n_rows=len(g))
+        docs.append({"series_id": str(sid), PROFILE_KEY: prof.to_dict()})
+    catalog = project.catalog()
+    try:
+        catalog.upsert_series(dataset, docs)
+    finally:
+        catalog.close()
 
 
 def seed_tracking_db(project, template: str | Path) -> Path:

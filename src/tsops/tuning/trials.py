@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tsops.models.base import Panel
-from tsops.models.registry import ALIASES, search_space
-from tsops.tuning.evaluate import NEURAL, BacktestSpec, WindowScore, build_model, evaluate_windows
+from tsops.models.registry import ALIASES, model_class, search_space
+from tsops.tuning.evaluate import BacktestSpec, WindowScore, build_model, describe_season, evaluate_windows
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,14 @@ DEFAULT_FAMILIES = ("seasonal_naive", "auto_theta", "lstm", "nhits")
 
 
 # ------------------------------------------------------------------------------------------ search space
-def family_space(family: str) -> dict[str, dict[str, Any]]:
-    """The registry's search space of a model family (statsforecast aliases have nothing to tune)."""
+def family_space(family: str, seasons: tuple[int, ...] = (), horizon: int | None = None,
+                 max_input: int | None = None) -> dict[str, dict[str, Any]]:
+    """The search space a model family declares for series with season lengths ``seasons`` (the dataset's
+    common ones; () when there are none or the series differ, each then using its own), a ``horizon`` and
+    windows of at most ``max_input`` points (statsforecast aliases have nothing to tune)."""
     if family in ALIASES:
         return {}
-    return search_space(family)
+    return search_space(family, seasons, horizon, max_input)
 
 
 def suggest(trial, families: list[str], spaces: dict[str, dict[str, dict[str, Any]]]) -> None:
@@ -53,14 +56,16 @@ def suggest(trial, families: list[str], spaces: dict[str, dict[str, dict[str, An
 
 
 class SearchSpace:
-    """A picklable define-by-run function for OptunaSearch over ``families`` (spaces from the model registry,
-    optionally updated per family by ``overrides``)."""
+    """A picklable define-by-run function for OptunaSearch over ``families`` (spaces declared by the model
+    classes for the given seasons and horizon, see :func:`family_space`; optionally updated per family by
+    ``overrides``)."""
 
-    def __init__(self, families: list[str], overrides: dict[str, dict[str, dict[str, Any]]] | None = None):
+    def __init__(self, families: list[str], overrides: dict[str, dict[str, dict[str, Any]]] | None = None,
+                 seasons: tuple[int, ...] = (), horizon: int | None = None, max_input: int | None = None):
         if not families:
             raise ValueError("give at least one model family to search")
         self.families = list(families)
-        self.spaces = {f: family_space(f) for f in self.families}
+        self.spaces = {f: family_space(f, tuple(seasons), horizon, max_input) for f in self.families}
         for f, sp in (overrides or {}).items():
             if f not in self.spaces:
                 raise ValueError(f"search space override for {f!r}, which is not among the families {families}")
@@ -70,10 +75,11 @@ class SearchSpace:
         suggest(trial, self.families, self.spaces)
 
 
-def make_space(families: list[str], overrides: dict[str, dict[str, dict[str, Any]]] | None = None
+def make_space(families: list[str], overrides: dict[str, dict[str, dict[str, Any]]] | None = None,
+               seasons: tuple[int, ...] = (), horizon: int | None = None, max_input: int | None = None
                ) -> SearchSpace:
     """A define-by-run search space over ``families`` for OptunaSearch."""
-    return SearchSpace(families, overrides)
+    return SearchSpace(families, overrides, seasons, horizon, max_input)
 
 
 def split_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -89,16 +95,18 @@ def _plain(v: Any) -> Any:
 
 
 def fixed_params(family: str, max_steps: int) -> dict[str, Any]:
-    """Settings tuning keeps fixed per family: the training budget of neural models."""
-    if family in NEURAL:
+    """Settings tuning keeps fixed per family: the training budget of global (neural) models."""
+    if model_class(family).is_global:
         return {"max_steps": int(max_steps), "eval_every": max(1, int(max_steps) // 10), "patience": 3}
     return {}
 
 
 # ------------------------------------------------------------------------------------------ trial directory
-def write_params(trial_dir: Path, family: str, params: dict[str, Any]) -> None:
+def write_params(trial_dir: Path, family: str, params: dict[str, Any],
+                 season: dict[str, Any] | None = None) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "params.json").write_text(json.dumps({"model": family, "params": params}, default=str))
+    (trial_dir / "params.json").write_text(json.dumps({"model": family, "params": params, "season": season},
+                                                      default=str))
 
 
 def append_window(trial_dir: Path, w: WindowScore) -> None:
@@ -131,7 +139,8 @@ def run_trial(family: str, params: dict[str, Any], panel: Panel, spec: BacktestS
     """Score one configuration window by window, recording each window in ``trial_dir`` and passing
     ``{"score", "window_score", "window"}`` to ``report`` after each; returns the final score."""
     write_params(trial_dir, family, params)
-    model = build_model(family, params, spec, seed=seed, n_threads=n_threads)
+    model = build_model(family, params, spec, seed=seed, n_threads=n_threads, ids=list(panel.ids))
+    write_params(trial_dir, family, params, describe_season(model, spec))
     score = float("nan")
     for w in evaluate_windows(model, panel, spec):
         append_window(trial_dir, w)
@@ -145,12 +154,14 @@ def run_trial(family: str, params: dict[str, Any], panel: Panel, spec: BacktestS
 def log_trial(client, run_id: str, trial_dir: Path, spec: BacktestSpec) -> dict[str, Any]:
     """Log a trial directory into MLflow run ``run_id``: params, per-window scores, per-epoch metrics of the
     neural fits and the backtest table (``backtest.csv``). Returns :func:`read_trial`'s record."""
-    from tsops.tracking.forecast_registry import log_table_artifact, log_train_logs
+    from tsops.tracking.forecast_registry import log_season, log_table_artifact, log_train_logs
 
     rec = read_trial(trial_dir)
     client.log_param(run_id, "model", rec["model"])
     for k, v in rec["params"].items():
         client.log_param(run_id, k, v)
+    if rec.get("season"):
+        log_season(client, run_id, rec["season"])
     for w in rec["windows"]:
         client.log_metric(run_id, "window_score", w["score"], step=w["window"])
         client.log_metric(run_id, "score", w["running_score"], step=w["window"])

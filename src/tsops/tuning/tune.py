@@ -9,6 +9,10 @@
   per-window scores as they arrive and its parameters, per-epoch metrics and backtest table when it ends
   (logged from the driver by a Tune callback, so only one process writes to the tracking store). The parent
   holds the leaderboard; the winner is fitted on all data, calibrated, logged as a pyfunc and registered.
+* Seasons: from the series profiles unless ``season`` overrides them (:mod:`tsops.tuning.seasons`). The search
+  spaces are the ones the model classes declare for the dataset's common season lengths (e.g. seasonal naive
+  chooses among them, MSTL uses all); when series differ, local models use each series' own and global
+  models the most common one. The seasons are run params and leaderboard columns.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ import numpy as np
 import pandas as pd
 
 from tsops.models.base import Panel
+from tsops.models.registry import model_class
 from tsops.tuning.covariates import covariates_param, model_covariates, resolve_covariates, with_covariates
 from tsops.tuning.data import load_panel
-from tsops.tuning.evaluate import NEURAL, BacktestSpec, fingerprint
+from tsops.tuning.evaluate import BacktestSpec, fingerprint
+from tsops.tuning.seasons import backtest_spec, resolve_spec
+from tsops.tuning.train import with_season
 from tsops.tuning.trials import DEFAULT_FAMILIES, fixed_params, make_space, run_trial, split_config
 
 log = logging.getLogger(__name__)
@@ -129,7 +136,8 @@ def _mlflow_callback_class():
             family, params = split_config(trial.config)
             record = {"trial_id": trial.trial_id, "run_id": rid, "model": family, "params": params,
                       "score": rec["score"], "windows": done, "state": state,
-                      "seconds": round(time.time() - self.started.get(trial.trial_id, time.time()), 2)}
+                      "seconds": round(time.time() - self.started.get(trial.trial_id, time.time()), 2),
+                      **(rec.get("season") or {})}
             tdir.mkdir(parents=True, exist_ok=True)
             (tdir / "record.json").write_text(json.dumps(record, default=str))
 
@@ -158,14 +166,19 @@ class TuneResult:
     champion_score: float | None
     leaderboard: pd.DataFrame = field(repr=False)
     covariates: list[str] = field(default_factory=list)
+    season: dict[str, Any] = field(default_factory=dict)
 
 
 def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Trials ranked by score; only trials that finished every window are ranked (rank NaN otherwise)."""
-    cols = ["rank", "trial_id", "model", "score", "state", "windows", "seconds", "run_id", "params"]
+    """Trials ranked by score; only trials that finished every window are ranked (rank NaN otherwise).
+    ``season``/``season_source``: the season each trial's model used and where it came from."""
+    cols = ["rank", "trial_id", "model", "score", "state", "windows", "seconds", "season", "season_source",
+            "run_id", "params"]
     if not records:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(records)
+    for c in ("season", "season_source"):
+        df[c] = df[c].fillna("") if c in df else ""
     df["params"] = df["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in sorted(p.items())))
     ok = (df["state"] == "complete") & np.isfinite(df["score"].astype(float))
     df["rank"] = np.nan
@@ -180,11 +193,13 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
          address: str | None = None, num_cpus: int | None = None, zone: str = "clean",
          max_points: int | None = None, max_steps: int = 300, fixed: dict[str, dict[str, Any]] | None = None,
          seed: int = 0, min_improvement: float = 0.0, grace_windows: int = 1,
-         covariates: int | list[str] | None = None) -> TuneResult:
+         covariates: int | list[str] | None = None, season: int | None = None) -> TuneResult:
     """Search ``families`` with Ray Tune (Optuna + ASHA) on ``dataset``; register the winner.
 
-    ``covariates`` (a count ``k`` chosen from the catalog's lagged correlations, or series ids) are fixed
-    inputs of every neural trial; the other families ignore them.
+    ``spec`` defaults to the dataset's ``forecast:`` settings; seasons come from the series profiles unless
+    ``season`` (or a season in ``spec``/the config) overrides them. ``covariates`` (a count ``k`` chosen from
+    the catalog's lagged correlations, or series ids) are fixed inputs of every trial of a family that
+    supports them; the other families ignore them.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -196,18 +211,29 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
     from tsops.tuning.publish import fit_final, publish
     from tsops.tuning.trials import read_trial
 
-    spec = spec or BacktestSpec()
+    spec = with_season(spec or backtest_spec(project, dataset), season)
     families = list(families or DEFAULT_FAMILIES)
     fixed = fixed or {}
     if trials < 1:
         raise ValueError(f"trials must be >= 1 (got {trials})")
     if minutes is not None and minutes <= 0:
         raise ValueError(f"minutes must be > 0 (got {minutes})")
-    space = make_space(families)  # fails early on unknown families
+    make_space(families)  # fails early on unknown families
     panel = load_panel(project, dataset, zone=zone, max_points=max_points)
-    cov = resolve_covariates(project, dataset, covariates, list(panel.ids))
+    catalog = project.catalog()
+    spec = resolve_spec(spec, catalog, dataset, panel)
+    ids = list(panel.ids)
+    seasons = spec.season_summary(ids)
+    shortest = min(len(v) for v in panel.values)
+    # the common season lengths (seasonal naive chooses among them); series that differ: the most common main
+    # season, which global models use (local models then use each series' own)
+    common = spec.common_seasons(ids)
+    g = spec.global_season(ids)
+    space = make_space(families, seasons=common if common is not None else ((g,) if g else ()), horizon=spec.horizon,
+                       max_input=max(1, shortest - spec.horizon * (spec.n_windows + 1)))
+    cov = resolve_covariates(project, dataset, covariates, ids)
     fixed = {f: with_covariates(f, fixed.get(f, {}), cov) for f in set(families) | set(fixed)}
-    ignoring = sorted(f for f in families if f not in NEURAL) if cov else []
+    ignoring = sorted(f for f in families if not model_class(f).supports_covariates) if cov else []
     if ignoring:
         log.info("families %s take no covariates: they ignore %s", ", ".join(ignoring), ", ".join(cov))
     fp = fingerprint(panel, spec)
@@ -215,8 +241,7 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
     exp_id = R.setup_tracking(project, dataset)
     storage = project.root / ".tsops" / "ray_results"
     storage.mkdir(parents=True, exist_ok=True)
-    catalog = project.catalog()
-    cat_run = catalog.start_run("tune", dataset, {"families": families, "trials": trials} | (
+    cat_run = catalog.start_run("tune", dataset, {"families": families, "trials": trials} | seasons | (
         {} if cov is None else {"covariates": cov}))
     try:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{dataset}") as parent:
@@ -224,9 +249,11 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
             scratch = storage / run_name / "tsops_trials"
             scratch.mkdir(parents=True, exist_ok=True)
             mlflow.set_tags({"tsops.kind": "tune", "tsops.dataset": dataset, "tsops.fingerprint": fp})
-            mlflow.log_params({"backtest_" + k: v for k, v in spec.to_dict().items()} | {
+            mlflow.log_params({"backtest_" + k: v for k, v in spec.to_dict(per_series=False).items()} | {
                 "families": ",".join(families), "trials": trials, "minutes": minutes, "n_series": len(panel),
                 "max_steps": max_steps, "search": "optuna", "scheduler": "asha"})
+            R.log_season(MlflowClient(), parent.info.run_id, seasons,
+                         spec.series_seasons if seasons["season_lengths"] == "per-series" else None)
             if cov is not None:
                 mlflow.log_param("covariates", covariates_param(cov))
                 mlflow.set_tag("tsops.covariates_ignored_by", ",".join(ignoring) or "none")
@@ -274,12 +301,13 @@ def tune(project, dataset: str, families: list[str] | None = None, trials: int =
         raise
     used = model_covariates(fitted)
     stats = {"best_model": rec["model"], "score": float(best["score"]), "registered_model": name,
-             "version": pub.version, "promoted": pub.promotion["promoted"], "trials": len(board)}
+             "version": pub.version, "promoted": pub.promotion["promoted"], "trials": len(board), **seasons}
     if cov is not None:
         stats |= {"covariates": used, "covariates_requested": cov, "covariates_ignored_by": ignoring}
     catalog.finish_run(cat_run, "success", stats)
     return TuneResult(dataset, rec["model"], params, float(best["score"]), spec.metric, parent.info.run_id,
-                      name, pub.version, pub.promotion["promoted"], pub.promotion["champion_score"], board, used)
+                      name, pub.version, pub.promotion["promoted"], pub.promotion["champion_score"], board, used,
+                      seasons | (rec.get("season") or {}))
 
 
 def _record_from_result(result, spec: BacktestSpec) -> dict[str, Any]:
