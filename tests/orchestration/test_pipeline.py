@@ -177,3 +177,27 @@ def test_forecast_error_measures_mase_of_past_forecasts(sensor_project):
     assert res["season"] == "profile"
     res = P.forecast_error(sensor_project, "sensors", season_length=1, days=None)   # 1 = no season: lag 1
     assert res["recent_mase"] == pytest.approx(2.0 / np.mean(np.abs(np.diff(hist))), rel=1e-6)
+
+
+def test_level_shifts_after_the_champion_trigger_retraining(tmp_path):
+    import datetime as dt
+
+    import yaml
+
+    from tsops.config import load_project
+    from tsops.datamodel import SeriesProfile
+    from tsops.orchestration.pipeline import level_shifts_since
+
+    (tmp_path / "tsops.yaml").write_text(yaml.safe_dump({"datasets": {"d": {
+        "series": {"timestamp": "t", "keys": ["k"], "values": ["v"]}}}}))
+    project = load_project(tmp_path)
+    events = ({"class": "episode", "start": "2026-01-02T00:00:00+00:00"},
+              {"class": "level_shift", "start": "2026-01-03T00:00:00+00:00",
+               "peak_ts": "2026-01-03T01:00:00+00:00", "magnitude": 12.5})
+    project.catalog().upsert_series("d", [
+        {"series_id": "a", "profile": SeriesProfile("a", events=events).to_dict()},
+        {"series_id": "b", "profile": SeriesProfile("b").to_dict()}])
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert level_shifts_since(project, "d", since) == [
+        {"series_id": "a", "at": "2026-01-03T01:00:00+00:00", "magnitude": 12.5}]
+    assert level_shifts_since(project, "d", dt.datetime(2026, 2, 1, tzinfo=dt.UTC)) == []

@@ -7,7 +7,7 @@ from tsops.quality.profile import build_profile, needs_season_check
 
 def test_build_profile_from_doc_history_and_seasons():
     doc = {"period_seconds": 600.0, "phase_seconds": 82.0, "period_confidence": 0.97,
-           "imputation": {"method": "linear"}, "events": [{"class": "episode", "start": "a"}]}
+           "imputation": {"method": "linear"}, "events": [{"class": "episode", "start": "a"}, {"class": "spike"}]}
     hist = {"n_raw": 980, "n_rows": 1000, "n_missing": 40, "n_imputed": 40, "n_anomalies": 12,
             "first_ts": "2024-01-01T00:00:00+00:00", "last_ts": "2024-01-07T22:30:00+00:00"}
     p = build_profile("s", doc, hist, [Season("daily", 144, 0.9)], unit="ppm")
@@ -17,7 +17,9 @@ def test_build_profile_from_doc_history_and_seasons():
     back = SeriesProfile.from_dict(p.to_dict())
     assert back == p
     # seasons not re-checked: kept; events accumulate without repeats
-    q = build_profile("s", {**doc, "events": [{"class": "episode", "start": "a"}, {"class": "spike"}]},
+    assert p.events == ({"class": "episode", "start": "a"},)  # faults are counted, not listed
+    q = build_profile("s", {**doc, "events": [{"class": "episode", "start": "a"},
+                                              {"class": "level_shift", "start": "b"}]},
                       {**hist, "n_rows": 1100}, None, previous=p)
     assert q.season_lengths == (144,) and len(q.events) == 2 and q.unit == "ppm"
 

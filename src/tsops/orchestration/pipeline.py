@@ -120,6 +120,12 @@ def training_due(ctx: Context) -> tuple[bool, str, dict[str, Any]]:
         monitoring["champion_age_h"] = round(age.total_seconds() / 3600, 2)
         if age > parse_duration(cfg.retrain_every):
             return True, f"champion older than retrain_every ({cfg.retrain_every})", monitoring
+        shifts = level_shifts_since(ctx.project, ctx.dataset, created)
+        if shifts:
+            monitoring["level_shifts"] = shifts[:10]
+            first = shifts[0]
+            return True, (f"level shift in {len(shifts)} series since the champion was trained (e.g. "
+                          f"{first['series_id']} at {first['at']})"), monitoring
     recent = monitoring.get("recent_mase")
     if recent is not None and score:
         monitoring["drift_ratio"] = recent / score
@@ -127,6 +133,27 @@ def training_due(ctx: Context) -> tuple[bool, str, dict[str, Any]]:
             return True, (f"forecast error drifted: recent MASE {recent:.3f} > {cfg.drift_threshold} x backtest "
                           f"{score:.3f}"), monitoring
     return False, "champion is recent and accurate", monitoring
+
+
+def level_shifts_since(project: Project, dataset: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """Level shifts the quality stage found (profile events) after ``since``: a new regime the champion has not
+    seen. Each: series_id, at (the first reading at the new level), magnitude."""
+    cat = project.catalog()
+    try:
+        profiles = cat.get_profiles(dataset)
+    finally:
+        cat.close()
+    out = []
+    for sid, prof in profiles.items():
+        for e in prof.events:
+            if e.get("class") != "level_shift":
+                continue
+            at = pd.Timestamp(e.get("peak_ts") or e.get("start"))
+            if at.tzinfo is None:
+                at = at.tz_localize("UTC")
+            if at > pd.Timestamp(since):
+                out.append({"series_id": sid, "at": at.isoformat(), "magnitude": e.get("magnitude")})
+    return sorted(out, key=lambda x: x["at"])
 
 
 def _champion_score(project: Project, name: str, version: str) -> float | None:

@@ -16,6 +16,8 @@ from tsops.datamodel import SeriesProfile
 
 #: at most this many events are kept in a profile (the most recent ones)
 MAX_EVENTS = 50
+#: event classes a profile keeps (real events; faults are counted, not listed)
+REPORTED_EVENTS = ("episode", "level_shift")
 
 
 def build_profile(series_id: str, doc: Mapping[str, Any] | None, history: Mapping[str, Any],
@@ -41,7 +43,7 @@ def build_profile(series_id: str, doc: Mapping[str, Any] | None, history: Mappin
         names = tuple(s.name for s in seasons)
         strengths = tuple(float(s.strength) for s in seasons)
     imp = doc.get("imputation")
-    events = list(prev.events) + [e for e in doc.get("events") or [] if e not in prev.events]
+    events = _merge_events(prev.events, doc.get("events") or [])
     extra = dict(prev.extra)
     if seasons is not None:
         extra["season_checked_rows"] = n_rows
@@ -67,6 +69,16 @@ def build_profile(series_id: str, doc: Mapping[str, Any] | None, history: Mappin
     )
 
 
+def _merge_events(previous, new) -> list[dict]:
+    """Episodes and level shifts (the events a user and the drift check care about; fault counts live in the
+    quality figures), one per (class, start): a window's context day may report an event again."""
+    out = {(e.get("class"), e.get("start")): e for e in previous}
+    for e in new:
+        if e.get("class") in REPORTED_EVENTS:
+            out[(e.get("class"), e.get("start"))] = dict(e)
+    return sorted(out.values(), key=lambda e: str(e.get("start")))
+
+
 def needs_season_check(previous: SeriesProfile | None, n_rows: int, growth: float = 0.2) -> bool:
     """Seasons are re-detected when never detected, or when the history grew by more than ``growth``."""
     if previous is None or "season_checked_rows" not in previous.extra:
@@ -75,4 +87,4 @@ def needs_season_check(previous: SeriesProfile | None, n_rows: int, growth: floa
     return n_rows > before * (1 + growth)
 
 
-__all__ = ["MAX_EVENTS", "build_profile", "needs_season_check"]
+__all__ = ["MAX_EVENTS", "REPORTED_EVENTS", "build_profile", "needs_season_check"]
