@@ -8,17 +8,19 @@ torch) stay inside the function bodies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from tsops.cli import ui
+
+console = ui.console
+err_console = ui.err_console
 log = logging.getLogger(__name__)
 
 _PROJECT = typer.Option(None, "--project", "-p", envvar="TSOPS_PROJECT",  # noqa: UP045
@@ -27,13 +29,13 @@ _PROJECT = typer.Option(None, "--project", "-p", envvar="TSOPS_PROJECT",  # noqa
 
 def _project(ctx: typer.Context, path: Optional[Path]):  # noqa: UP045
     """The project: ``--project`` of the command, else the root's ``tsops -p DIR``, else $TSOPS_PROJECT / cwd."""
-    from tsops.config import load_project
+    from tsops.cli.main import load
 
     if path is None:
         root = ctx.find_root()
         if root is not ctx:
             path = root.params.get("project")
-    return load_project(path)
+    return load(path)
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -65,12 +67,11 @@ def _spec(horizon: int, windows: int, season: int, metric: str):
 
 
 def _print_board(board, limit: int = 15) -> None:
-    t = Table(title="leaderboard")
-    for c in ("rank", "model", "score", "state", "seconds", "params"):
-        t.add_column(c)
+    t = ui.table("leaderboard", ("rank", "model", "score", "state", "seconds", "params"),
+                 numeric=("rank", "score", "seconds"))
     for r in board.head(limit).itertuples():
         rank = "" if r.rank != r.rank else str(int(r.rank))
-        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", str(r.params)[:70])
+        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", str(r.params))
     console.print(t)
 
 
@@ -103,6 +104,54 @@ def _print_covariates(res) -> None:
         console.print(f"covariates (series the forecast leans on): {', '.join(res.covariates)}")
 
 
+@contextlib.contextmanager
+def _training_progress(model: str, dataset: str, max_steps: int, windows: int) -> Iterator[None]:
+    """Progress of a training: neural models log each evaluated step (tsops.models._window); the backtest
+    fits ``windows`` times, then the final fit once, each up to ``max_steps`` steps (early stopping ends a
+    fit sooner: its remaining steps count as done)."""
+    fits = windows + 1
+    with ui.step(f"training {model} on {dataset}", total=fits * max_steps, info="backtest") as (bar, task):
+        done = {"fits": 0}
+
+        def on_step(rec, m) -> None:
+            bar.update(task, completed=done["fits"] * max_steps + int(m.group(1)),
+                       info=f"fit {done['fits'] + 1}/{fits}" + (" (final)" if done["fits"] + 1 == fits else ""))
+
+        def on_fit(rec, m) -> None:
+            done["fits"] += 1
+            bar.update(task, completed=min(fits, done["fits"]) * max_steps)
+
+        with ui.LogTap("tsops.models._window", r"step (\d+) \{", on_step), \
+                ui.LogTap("tsops.models._window", r"trained \d+ steps", on_fit, level=logging.INFO):
+            yield
+
+
+@contextlib.contextmanager
+def _trial_progress(project, dataset: str, families: list[str], trials: int) -> Iterator[None]:
+    """Progress of a Ray Tune search: finished trials, counted from the records the driver's MLflow
+    callback writes under ``<project>/.tsops/ray_results/tune-<dataset>-*/tsops_trials/*/record.json``."""
+    import threading
+    import time
+
+    storage = project.root / ".tsops" / "ray_results"
+    t0 = time.time()
+    stop = threading.Event()
+    with ui.step(f"tuning {', '.join(families)} on {dataset}", total=trials, info="trials") as (bar, task):
+        def poll() -> None:
+            while not stop.wait(1.0):
+                done = [f for f in storage.glob(f"tune-{dataset}-*/tsops_trials/*/record.json")
+                        if f.stat().st_mtime >= t0]
+                bar.update(task, completed=min(trials, len(done)))
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
 def train(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to train on"),
@@ -130,8 +179,9 @@ def train(
     try:
         from tsops.tuning.train import train as run
 
-        with console.status(f"training {model} on {dataset}..."):
-            res = run(_project(ctx, project), dataset, model, params, spec=spec, zone=zone, max_points=max_points,
+        proj = _project(ctx, project)
+        with _training_progress(model, dataset, max_steps, windows):
+            res = run(proj, dataset, model, params, spec=spec, zone=zone, max_points=max_points,
                       max_steps=max_steps, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, *_ERRORS) as exc:
         raise _fail(exc) from None
@@ -176,10 +226,15 @@ def tune(
         fam, key = k.split(".", 1)
         fixed_params.setdefault(fam, {})[key] = v
     try:
+        import optuna  # noqa: F401 - imported first so that its own log handler is replaced by ours
+        import ray  # noqa: F401
+
         from tsops.tuning.tune import tune as run
 
-        with console.status(f"tuning {', '.join(fams)} on {dataset} ({trials} trials)..."):
-            res = run(_project(ctx, project), dataset, fams, trials=trials, minutes=minutes, spec=spec,
+        ui.quiet_third_party()
+        proj = _project(ctx, project)
+        with _trial_progress(proj, dataset, fams, trials):
+            res = run(proj, dataset, fams, trials=trials, minutes=minutes, spec=spec,
                       address=address, num_cpus=num_cpus, zone=zone, max_points=max_points, max_steps=max_steps,
                       fixed=fixed_params, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, KeyError, *_ERRORS) as exc:
@@ -206,7 +261,7 @@ def forecast(
     try:
         from tsops.serving.batch import forecast_dataset
 
-        with console.status(f"forecasting {dataset}..."):
+        with ui.step(f"forecasting {dataset}"):
             run = forecast_dataset(_project(ctx, project), dataset, horizon=horizon, series=series, zone=zone,
                                    alias=alias, max_points=max_points)
     except (ConfigError, *_ERRORS) as exc:

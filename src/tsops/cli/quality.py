@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import logging
+
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from tsops.cli import ui
 
 app = typer.Typer(help="Data-quality studies.", no_args_is_help=True)
-console = Console()
+console = ui.console
 
 
 @app.callback()
@@ -76,15 +78,18 @@ def compare(
 ) -> None:
     """Inject anomalies into a real series, treat them (none, drop, min/max, EMA, interpolate), forecast and
     compare RMSE / MAE / MAPE per treatment."""
-    from tsops.quality.compare import compare_treatments
+    from tsops.quality.compare import TREATMENT_STUDY, compare_treatments
 
     if (csv is None) == (dataset is None):
         raise typer.BadParameter("give exactly one of --csv or --dataset")
     df = read_long_csv(csv, series_id) if csv is not None else read_lake_series(dataset, series_id)
-    with console.status("forecasting each treatment..."):
+    total = len(TREATMENT_STUDY) * max(1, repeats)
+    with ui.step(f"{model} forecasts per treatment", total=total, info="") as (bar, task), ui.LogTap(
+            "tsops.quality.compare", r"treatment (\S+) done",
+            lambda rec, m: bar.update(task, advance=1, info=m.group(1)), level=logging.INFO):
         res = compare_treatments(df, inject_rate=inject_rate, seed=seed, horizon=horizon, model=model,
                                  season_length=season_length, repeats=repeats)
-    table = Table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, season {res.attrs['season_length']}, "
+    table = ui.table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, season {res.attrs['season_length']}, "
                         f"{int(res['n_injected'].iloc[0])} spikes injected")
     table.add_column("treatment")
     for c in ("rmse", "mae", "mape", "n_flagged"):
