@@ -6,10 +6,9 @@ Register in the root CLI with ``app.add_typer(quality_app, name="quality")`` whe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
-
-import logging
 
 import typer
 
