@@ -10,8 +10,10 @@ imports ``distutils``).
 - :func:`setup_matplotlib` registers NanumGothic with matplotlib (``fontManager.addfont``) and makes it the
   first font family, with DejaVu Sans as per-glyph fallback (e.g. for U+2212 MINUS, which Nanum lacks).
   Every tsops module drawing with matplotlib calls it before plotting.
-- :func:`font_face_css` gives an ``@font-face`` rule for a page: a ``url(...)`` (the dashboard serves the
-  file) or, for a self-contained file, the font subset to the characters used, inlined as a data URI.
+- :func:`font_face_css` gives an ``@font-face`` rule for a page: a ``url(...)`` (the dashboard serves
+  :func:`web_font`) or, for a self-contained file, the font subset to the characters used, inlined as a
+  data URI. Browsers refuse the TTF as shipped ("OTS parsing error: TSI3: zero-length table": it carries
+  empty VTT hinting-source tables), so what a browser gets is always rewritten without them.
 - :func:`format_duration` writes a number of seconds the way a person reads it (``10 min``, ``597.1 s``).
 """
 
@@ -69,11 +71,31 @@ def setup_matplotlib() -> str:
     return path
 
 
+_VTT_TABLES = ["TSI0", "TSI1", "TSI2", "TSI3", "TSI5"]  # VTT hinting sources: browsers reject them empty
+
+
+@cache
+def web_font() -> bytes:
+    """The whole Hangul font as WOFF (zlib) for browsers, without the tables their sanitizer rejects
+    (~2.4 MB; built once per process in about a second)."""
+    from fontTools.ttLib import TTFont
+
+    buf = io.BytesIO()
+    with TTFont(str(hangul_font_path()), lazy=True) as font:
+        for tag in _VTT_TABLES:
+            if tag in font:
+                del font[tag]
+        font.flavor = "woff"
+        font.save(buf, reorderTables=False)
+    return buf.getvalue()
+
+
 def font_face_css(url: str | None = None, text: str | None = None) -> str:
-    """An ``@font-face`` rule for the Hangul font: ``src: url(url)``, or (``url`` None) the font subset to the
-    characters of ``text`` and inlined, so a standalone HTML file renders Hangul on any machine."""
+    """An ``@font-face`` rule for the Hangul font: ``src: url(url)`` of :func:`web_font`, or (``url`` None)
+    the font subset to the characters of ``text`` and inlined, so a standalone HTML file renders Hangul on
+    any machine."""
     if url is not None:
-        src = f"url('{url}') format('truetype')"
+        src = f"url('{url}') format('woff')"
     else:
         data = _subset_font(frozenset(text or ""))
         src = f"url(data:font/ttf;base64,{base64.b64encode(data).decode()}) format('truetype')"
@@ -87,7 +109,7 @@ def _subset_font(chars: frozenset[str]) -> bytes:
 
     options = subset.Options()
     options.layout_features = ["*"]
-    options.drop_tables += ["TSI0", "TSI1", "TSI2", "TSI3", "TSI5"]  # VTT hinting sources: not needed
+    options.drop_tables += _VTT_TABLES
     buf = io.BytesIO()
     with TTFont(str(hangul_font_path()), lazy=False) as font:
         sub = subset.Subsetter(options)

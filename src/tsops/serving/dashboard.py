@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from tsops.analysis.plotting import CSS_FONT_STACK, HANGUL_FONT, font_face_css, hangul_font_path
+from tsops.analysis.plotting import CSS_FONT_STACK, HANGUL_FONT, font_face_css, web_font
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +485,7 @@ def _child_backtest(client, run_id: str, info: Mapping[str, Any]) -> dict[str, A
 # ============================================================================ HTML
 #: The bundled Hangul font, served by the dashboard itself (a browser without CJK system fonts renders ids
 #: such as "광주 A|C02" with it); see tsops.analysis.plotting.
-FONT_ROUTE = f"/static/fonts/{HANGUL_FONT}.ttf"
+FONT_ROUTE = f"/static/fonts/{HANGUL_FONT}.woff"
 
 _CSS = f"body{{font-family:{CSS_FONT_STACK};margin:0;color:#202124;background:#f8f9fa}}" + """
 header{background:#202124;color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:baseline}
@@ -530,7 +530,7 @@ def _page(request: Request, title: str, body: str, status: int = 200) -> HTMLRes
     font = base + FONT_ROUTE
     doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · tsops</title>'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-           f'<link rel="preload" href="{font}" as="font" type="font/ttf" crossorigin>'
+           f'<link rel="preload" href="{font}" as="font" type="font/woff" crossorigin>'
            f'<style>{font_face_css(url=font)}{_CSS}</style></head>'
            f"<body>{nav}<main>{body}</main></body></html>")
     return HTMLResponse(doc, status_code=status)
@@ -582,10 +582,9 @@ def _badge(status: str) -> str:
 
 # ============================================================================ pages
 @router.get(FONT_ROUTE, include_in_schema=False, name="dashboard_font")
-def font_file() -> FileResponse:
-    """The bundled NanumGothic TTF (SIL OFL) named by every page's ``@font-face``."""
-    return FileResponse(hangul_font_path(), media_type="font/ttf",
-                        headers={"Cache-Control": "public, max-age=604800"})
+def font_file() -> Response:
+    """The bundled NanumGothic (SIL OFL) as WOFF, named by every page's ``@font-face``."""
+    return Response(web_font(), media_type="font/woff", headers={"Cache-Control": "public, max-age=604800"})
 
 
 @router.get("/", response_class=HTMLResponse, name="dashboard_index")
