@@ -46,6 +46,16 @@ def _period(seconds: float | None) -> str:
     return format_duration(seconds)
 
 
+def _when(iso: str | None) -> str:
+    """An ISO timestamp to the second, in UTC, for a table cell (``2026-12-02 18:00:56``)."""
+    if not iso:
+        return "–"
+    try:
+        return pd.Timestamp(iso).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, TypeError):
+        return html.escape(str(iso))
+
+
 def _block_times(frame: pd.DataFrame, n: int, k: int) -> np.ndarray:
     """Time of each decomposed point: the timestamps of ``frame`` (``n`` rows), the first of each block of
     ``k`` when the values were averaged in blocks (aligned to the end, as the values are)."""
@@ -121,7 +131,7 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
     """Write the HTML report of ``dataset`` (last ``days`` of data) and return its path."""
     setup_matplotlib()
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     from tsops.analysis.dataset import read_recent
     from tsops.analysis.decompose import infer_season_length
@@ -159,10 +169,10 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
             f"<td>{_fmt(s.get('missing_ratio'), True)}</td><td>{_fmt(s.get('anomaly_ratio'), True)}</td>"
             f"<td>{_fmt((s.get('duplicates') or {}).get('exact'))}</td>"
             f"<td>{_fmt(imp.get('method'))}</td><td>{_fmt(imp.get('rmse'))}</td>"
-            f"<td>{_fmt(s.get('first_ts'))}</td><td>{_fmt(s.get('last_ts'))}</td></tr>")
+            f"<td>{_when(s.get('first_ts'))}</td><td>{_when(s.get('last_ts'))}</td></tr>")
     parts.append("<h2>Quality per series</h2><table><tr><th>series</th><th>unit</th><th>observations</th>"
                  "<th>period</th><th>confidence</th><th>missing</th><th>anomalies</th><th>duplicates</th>"
-                 "<th>imputation</th><th>imputation RMSE</th><th>first</th><th>last</th></tr>"
+                 "<th>imputation</th><th>imputation RMSE</th><th>first (UTC)</th><th>last (UTC)</th></tr>"
                  + "".join(rows) + "</table>")
 
     # period per series
@@ -171,7 +181,12 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
         fig, ax = plt.subplots(figsize=(10, 0.35 * len(with_period) + 1))
         ax.barh([p[0] for p in with_period], [p[1] for p in with_period], color="#1f77b4")
         ax.set_xscale("log")
+        distinct = sorted({float(p[1]) for p in with_period})
+        if len(distinct) <= 8:  # label the periods themselves: "30 s", "1 min", "600.1 s"
+            ax.xaxis.set_major_locator(FixedLocator(distinct))
+            ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_duration(x)))
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_xlabel("estimated sampling period")
         ax.invert_yaxis()
         parts.append(f"<h2>Sampling period per series</h2><img src='{_png(fig)}'>")
@@ -216,7 +231,7 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
     body = "".join(parts)
     style = (font_face_css(text=html.unescape(body)) + f"body{{font-family:{CSS_FONT_STACK};margin:2em;color:#222}}"
              "table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
+             "font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}.warn{color:#b55}")
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>tsops report {html.escape(dataset)}"
                    f"</title><style>{style}</style></head><body>{body}</body></html>", encoding="utf-8")
