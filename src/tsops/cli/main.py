@@ -502,6 +502,8 @@ def demo(
     """Simulated sensors -> Kafka -> lake -> clean -> Ray Tune -> champion -> forecasts -> report -> HTTP answer."""
     from tsops.orchestration.demo import run_demo
 
+    directory.mkdir(parents=True, exist_ok=True)
+    ui.log_to(directory.resolve() / ui.LOG_FILE)  # the demo's own project keeps its library logs
     run_demo(directory, days=days, seed=seed, use_kafka=kafka, pipeline=pipeline, console=console)
 
 

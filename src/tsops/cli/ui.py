@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import re
@@ -48,8 +50,8 @@ THIRD_PARTY = ("mlflow", "alembic", "optuna", "ray", "py4j", "pyspark", "urllib3
 # environment switches honoured by the libraries themselves (set before they are imported)
 _QUIET_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # "Downloading artifacts" tqdm bars
+    "MLFLOW_CONFIGURE_LOGGING": "false",  # mlflow's loggers propagate to ours instead of printing
     "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no TensorBoard/CSV/JSON loggers, no TensorBoard hint
     "RAY_DEDUP_LOGS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
@@ -107,6 +109,9 @@ class _FileHandler(logging.FileHandler):
             err_console.print(f"[dim]library logs: {self.path} (-v shows them here)[/dim]")
 
 
+#: Loggers too detailed even for the file at INFO.
+_WARNING_ONLY = ("fontTools", "PIL", "matplotlib.font_manager")
+
 _state: dict[str, object] = {}
 
 
@@ -121,11 +126,12 @@ def log_file_for(project_dir: Path | None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tsops" / "tsops.log"
 
 
-def setup_logging(verbose: int = 0, project_dir: Path | None = None) -> Path:
-    """Route logs (see the module docstring); idempotent per process. Returns the log file's path."""
+def setup_logging(verbose: int = 0, project_dir: Path | None = None, path: Path | None = None) -> Path:
+    """Route logs (see the module docstring); idempotent per process. Returns the log file's path
+    (``path``, else the one of the project at/above ``project_dir``)."""
     for k, v in _QUIET_ENV.items():
         os.environ.setdefault(k, v)
-    path = log_file_for(project_dir)
+    path = Path(path) if path is not None else log_file_for(project_dir)
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_tsops", False):
@@ -143,9 +149,69 @@ def setup_logging(verbose: int = 0, project_dir: Path | None = None) -> Path:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     for name in THIRD_PARTY:  # libraries that set their own level/handlers get them reset on import too
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    for name in _WARNING_ONLY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    logging.captureWarnings(not verbose)  # library warnings.warn(...) to the file too
     _state.update(verbose=verbose, path=path)
+    _install_import_hook()
     quiet_third_party()
     return path
+
+
+def log_to(path: Path) -> Path:
+    """Send the log file to ``path`` from now on (same verbosity), e.g. once a command knows its project."""
+    return setup_logging(int(_state.get("verbose", 0) or 0), path=path)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`quiet_third_party` right after MLflow, Optuna or Ray is imported (they install their own
+    stderr handlers on import, wherever in tsops that import happens)."""
+
+    WATCH = ("mlflow", "optuna", "ray")
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.WATCH or fullname in self._busy:
+            return None
+        self._busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy.discard(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return None
+        run = loader.exec_module
+
+        def exec_module(module, run=run):
+            run(module)
+            quiet_third_party()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _install_import_hook() -> None:
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
+
+
+class _LinesToLog:
+    """A text stream that logs each written line (MLflow's ``eprint`` messages: "Successfully registered
+    model ...", "Created version ...")."""
+
+    def __init__(self, logger: str) -> None:
+        self.log, self.buf = logging.getLogger(logger), ""
+
+    def __call__(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if line.strip():
+                self.log.info("%s", line)
+        return len(text)
 
 
 def quiet_third_party() -> None:
@@ -153,6 +219,17 @@ def quiet_third_party() -> None:
     Optuna (its own stderr handler), Ray (its ``ray`` logger with a handler and no propagation)."""
     verbose = int(_state.get("verbose", 0) or 0)
     level = logging.DEBUG if verbose > 1 else logging.INFO
+    if "mlflow.utils.logging_utils" in sys.modules:
+        stream = sys.modules["mlflow.utils.logging_utils"].MLFLOW_LOGGING_STREAM
+        if verbose:
+            stream.__dict__.pop("write", None)
+        elif not isinstance(stream.__dict__.get("write"), _LinesToLog):
+            stream.write = _LinesToLog("mlflow.events")
+        lg = logging.getLogger("mlflow")
+        for h in list(lg.handlers):  # when MLflow was imported before our environment was set
+            if not getattr(h, "_tsops", False):
+                lg.removeHandler(h)
+        lg.propagate = True
     if "optuna" in sys.modules:
         import optuna
 
