@@ -46,6 +46,10 @@ def _period(seconds: float | None) -> str:
     return format_duration(seconds)
 
 
+#: Tick positions of the sampling-period plot (seconds).
+_NICE_PERIODS = (0.001, 0.01, 0.1, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
 def _when(iso: str | None) -> str:
     """An ISO timestamp to the second, in UTC, for a table cell (``2026-12-02 18:00:56``)."""
     if not iso:
@@ -181,12 +185,12 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
         fig, ax = plt.subplots(figsize=(10, 0.35 * len(with_period) + 1))
         ax.barh([p[0] for p in with_period], [p[1] for p in with_period], color="#1f77b4")
         ax.set_xscale("log")
-        distinct = sorted({float(p[1]) for p in with_period})
-        if len(distinct) <= 8:  # label the periods themselves: "30 s", "1 min", "600.1 s"
-            ax.xaxis.set_major_locator(FixedLocator(distinct))
-            ax.xaxis.set_minor_locator(NullLocator())
+        lo, hi = min(p[1] for p in with_period), max(p[1] for p in with_period)
+        nice = [t for t in _NICE_PERIODS if lo / 1.6 <= t <= hi * 1.6] or [lo, hi]
+        ax.xaxis.set_major_locator(FixedLocator(nice))  # "30 s", "1 min", "10 min": round durations
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_duration(x)))
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel("estimated sampling period")
         ax.invert_yaxis()
         parts.append(f"<h2>Sampling period per series</h2><img src='{_png(fig)}'>")

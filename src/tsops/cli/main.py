@@ -342,7 +342,7 @@ def report(
 
     project = load()
     require_dataset(project, dataset)
-    with ui.step(f"rendering the report of {dataset}", info="plots"):
+    with ui.step(f"rendering the report of {dataset}"):
         path = build_report(project, dataset, out, days=days, max_series=max_series)
     console.print(f"[green]wrote[/green] {path}")
 
