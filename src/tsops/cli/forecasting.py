@@ -106,23 +106,28 @@ def _print_covariates(res) -> None:
 
 @contextlib.contextmanager
 def _training_progress(model: str, dataset: str, max_steps: int, windows: int) -> Iterator[None]:
-    """Progress of a training: neural models log each evaluated step (tsops.models._window); the backtest
-    fits ``windows`` times, then the final fit once, each up to ``max_steps`` steps (early stopping ends a
-    fit sooner: its remaining steps count as done)."""
-    fits = windows + 1
+    """Progress of a training: neural models log each evaluated step and each finished fit
+    (tsops.models._window). A training is about ``windows`` backtest fits plus the final fit, each up to
+    ``max_steps`` steps, and each followed by a shorter refit on all points when early stopping chose the
+    steps: the estimate counts 2 x (windows + 1) fits and grows if there are more. Other families log no
+    steps: the line shows what runs and the elapsed time."""
+    fits = 2 * (windows + 1)
     with ui.step(f"training {model} on {dataset}", total=fits * max_steps, info="backtest") as (bar, task):
-        done = {"fits": 0}
+        done = {"fits": 0, "steps": 0}
 
         def on_step(rec, m) -> None:
-            bar.update(task, completed=done["fits"] * max_steps + int(m.group(1)),
-                       info=f"fit {done['fits'] + 1}/{fits}" + (" (final)" if done["fits"] + 1 == fits else ""))
+            now = done["steps"] + int(m.group(1))
+            total = max(bar.tasks[0].total or 0, now)
+            bar.update(task, completed=now, total=total, info=f"fit {done['fits'] + 1}, step {m.group(1)}")
 
         def on_fit(rec, m) -> None:
             done["fits"] += 1
-            bar.update(task, completed=min(fits, done["fits"]) * max_steps)
+            done["steps"] += int(m.group(1))
+            remaining = max(0, fits - done["fits"]) * max_steps
+            bar.update(task, completed=done["steps"], total=done["steps"] + remaining)
 
         with ui.LogTap("tsops.models._window", r"step (\d+) \{", on_step), \
-                ui.LogTap("tsops.models._window", r"trained \d+ steps", on_fit, level=logging.INFO):
+                ui.LogTap("tsops.models._window", r"trained (\d+) steps", on_fit, level=logging.INFO):
             yield
 
 
