@@ -46,7 +46,7 @@ PIPE_WIDTH = 200
 LOG_FILE = Path(".tsops") / "logs" / "tsops.log"
 #: Libraries whose INFO chatter belongs in the log file, not between tsops' tables.
 THIRD_PARTY = ("mlflow", "alembic", "optuna", "ray", "py4j", "pyspark", "urllib3", "httpx", "numba",
-               "matplotlib", "fsspec", "statsforecast", "torch", "lightning", "filelock", "asyncio", "uvicorn")
+               "matplotlib", "fsspec", "statsforecast", "filelock", "asyncio", "uvicorn", "confluent_kafka")
 # environment switches honoured by the libraries themselves (set before they are imported)
 _QUIET_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # "Downloading artifacts" tqdm bars
@@ -146,8 +146,10 @@ def setup_logging(verbose: int = 0, project_dir: Path | None = None, path: Path 
     for h in (term, filed):
         h._tsops = True  # type: ignore[attr-defined]
         root.addHandler(h)
-    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    for name in THIRD_PARTY:  # libraries that set their own level/handlers get them reset on import too
+    # INFO of tsops and of the libraries above reaches the file; any other logger (torch's INFO chatter, ...)
+    # only from WARNING on, unless -v
+    root.setLevel(logging.WARNING if verbose == 0 else level)
+    for name in ("tsops", "__main__", *THIRD_PARTY):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     for name in _WARNING_ONLY:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
