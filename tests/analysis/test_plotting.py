@@ -92,3 +92,20 @@ def test_report_renders_hangul_in_chromium_without_system_cjk_fonts(sensor_proje
     a_c = browser.ink_difference(shots["A"], shots["C"])
     assert a_b > 300, f"the report's Hangul looks like the rendering without it ({a_b} pixels differ)"
     assert a_c > 300, a_c
+
+
+def test_report_decomposition_is_drawn_against_time():
+    import numpy as np
+    import pandas as pd
+
+    from tsops.analysis.report import _block_times, _series_figure, _when
+
+    ts = pd.date_range("2026-01-01", periods=500, freq="10min", tz="UTC")
+    frame = pd.DataFrame({"ts": ts, "value": np.sin(np.arange(500) / 20)})
+    t = _block_times(frame, 500, 1)
+    assert t[0] == np.datetime64(ts[0].tz_localize(None)) and len(t) == 500
+    blocks = _block_times(frame, 500, 3)  # averaged in blocks of 3, aligned to the end
+    assert len(blocks) == 166 and blocks[-1] == np.datetime64(ts[-3].tz_localize(None))
+    png = _series_figure(KOREAN, frame.iloc[:0], frame.assign(series_id=KOREAN), 144)
+    assert png.startswith("data:image/png;base64,")
+    assert _when("2026-12-02T18:00:56.047000Z") == "2026-12-02 18:00:56" and _when(None) == "–"

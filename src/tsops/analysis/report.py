@@ -63,7 +63,8 @@ def _when(iso: str | None) -> str:
 def _block_times(frame: pd.DataFrame, n: int, k: int) -> np.ndarray:
     """Time of each decomposed point: the timestamps of ``frame`` (``n`` rows), the first of each block of
     ``k`` when the values were averaged in blocks (aligned to the end, as the values are)."""
-    ts = pd.to_datetime(frame["ts"]).to_numpy()[:n]
+    idx = pd.DatetimeIndex(pd.to_datetime(frame["ts"]))
+    ts = (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).to_numpy()[:n]  # UTC
     if k <= 1:
         return ts
     m = n // k * k
