@@ -70,4 +70,6 @@ def test_analyze_and_report(sensor_project, monkeypatch):
     html = path.read_text()
     assert "Quality per series" in html and "광주 A|C02" in html and "Correlation across series" in html
     assert len(re.findall(r"data:image/png;base64,", html)) >= 4  # periods, heat map, 2 series
-    assert "10:00" in html  # the CO2 sensors' 10 minute period
+    # periods as a person reads them: the temperature sensors' minute, the humidity's 30 s, the CO2's ~600 s
+    assert "<td>1 min</td>" in html and "<td>30 s</td>" in html and re.search(r"<td>(599|600)\.\d s</td>", html)
+    assert not re.search(r"<td>00:\d\d:\d\d", html) and "0 days" not in html

@@ -210,3 +210,165 @@ def test_log_records_and_pipeline_errors_are_masked(tmp_path, caplog):
     _MaskFilter().filter(rec)
     assert "Traceback" in rec.getMessage() and "pw2" not in rec.getMessage()
     state.verbose = 0
+
+
+# ---------------------------------------------------------------------------------------------- newcomer
+def run_main(monkeypatch, capsys, *args):
+    """Run the installed entry point in-process: (exit code, stdout, stderr)."""
+    import sys
+
+    import pytest
+
+    from tsops.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["tsops", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
+    return code, out.out, out.err
+
+
+def test_unknown_dataset_is_an_error_naming_the_known_ones(sensor_project, monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, "-p", str(sensor_project.root), "process", "-d", "sensorz")
+    assert code == 2, (out, err)
+    assert "'sensorz'" in err and "Did you mean 'sensors'" in err and "Known datasets: sensors" in err
+    assert "nothing new to process" not in out + err
+    code, _, err = run_main(monkeypatch, capsys, "-p", str(sensor_project.root), "report", "-d", "nosuch")
+    assert code == 2 and "'nosuch'" in err and "Known datasets: sensors" in err
+
+
+def test_missing_project_directory_names_it(tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "nonexistent"
+    code, _, err = run_main(monkeypatch, capsys, "-p", str(missing), "catalog", "list")
+    assert code == 2
+    flat = " ".join(err.split())
+    assert "does not exist" in flat and f"tsops init {missing}" in flat and "tsops init /`" not in flat
+    code, _, err = run_main(monkeypatch, capsys, "-p", str(tmp_path), "process", "-d", "x")
+    flat = " ".join(err.split())
+    assert code == 2 and "has no tsops.yaml" in flat and f"tsops init {tmp_path}" in flat
+    # the forecasting commands resolve -p the same way
+    code, _, err = run_main(monkeypatch, capsys, "-p", str(missing), "forecast", "-d", "x")
+    assert code != 0 and "does not exist" in " ".join(err.split())
+
+
+def test_catalog_show_suggests_close_series_ids(sensor_project, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "-p", str(sensor_project.root), "catalog", "show",
+                            "광 주 A|C02", "--dataset", "sensors")
+    assert code == 2 and 'did you mean "광주 A|C02"' in " ".join(err.split())
+    code, out, _ = run_main(monkeypatch, capsys, "-p", str(sensor_project.root), "catalog", "show",
+                            "광주 A|C02", "--dataset", "sensors")
+    assert code == 0 and json.loads(out)["series_id"] == "광주 A|C02"
+
+
+def test_tables_never_cut_ids_when_piped(sensor_project, monkeypatch):
+    long_id = "광주 A|C02"
+    monkeypatch.delenv("COLUMNS", raising=False)
+    res = runner.invoke(app, ["-p", str(sensor_project.root), "catalog", "list", "--dataset", "sensors"])
+    assert res.exit_code == 0, res.output
+    assert long_id in res.output and "…" not in res.output
+    from tsops.cli import ui
+
+    narrow = ui.table("t", ("series_id", "count"), numeric=("count",))
+    narrow.add_row("x" * 150 + "|END", "1")
+    from rich.console import Console
+
+    c = Console(width=60, record=True, file=__import__("io").StringIO())
+    c.print(narrow)
+    text = c.export_text()
+    assert "…" not in text and "|END" in text  # folded onto several lines, not truncated
+
+
+def test_third_party_logs_go_to_the_log_file_unless_verbose(tmp_path, capsys):
+    import logging
+
+    from tsops.cli import ui
+
+    (tmp_path / "tsops.yaml").write_text("name: x\n")
+    path = ui.setup_logging(0, tmp_path)
+    assert path == tmp_path / ".tsops" / "logs" / "tsops.log"
+    logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables...")
+    logging.getLogger("tsops.something").info("an info line of tsops")
+    logging.getLogger("tsops.something").warning("a tsops warning")
+    err = capsys.readouterr().err
+    assert "Creating initial MLflow" not in err and "an info line" not in err and "a tsops warning" in err
+    assert f"library logs: {path}" in " ".join(err.split())
+    logged = path.read_text()
+    assert "Creating initial MLflow database tables" in logged and "an info line of tsops" in logged
+    logging.getLogger("optuna").info("second line")
+    assert "library logs" not in capsys.readouterr().err  # the path is printed once
+    ui.setup_logging(1, tmp_path)
+    logging.getLogger("mlflow.store.db.utils").info("now on the terminal")
+    assert "now on the terminal" in capsys.readouterr().err
+    import os
+
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    ui.setup_logging(0, tmp_path)
+
+
+def test_progress_helper_counts_log_records(monkeypatch):
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from tsops.cli import ui
+
+    buf = io.StringIO()
+    monkeypatch.setattr(ui, "err_console", Console(file=buf, width=150, force_terminal=False))
+    log = logging.getLogger("tsops.models._window")
+    with ui.step("training lstm on sensors", total=3 * 10, info="backtest") as (bar, task):
+        with ui.LogTap("tsops.models._window", r"step (\d+) \{",
+                       lambda rec, m: bar.update(task, completed=int(m.group(1)), info=f"step {m.group(1)}")):
+            for s in (5, 10, 20, 30):
+                log.debug("%s step %d %s", "lstm", s, {"step": s})
+            assert bar.tasks[0].completed == 30
+        log.debug("%s step %d %s", "lstm", 1, {"step": 1})  # the tap is gone
+        assert bar.tasks[0].completed == 30
+    text = buf.getvalue()
+    assert "training lstm on sensors" in text and "30/30" in text and "eta" in text
+    assert log.level == logging.NOTSET  # restored
+
+
+def test_resample_writes_a_derived_dataset(sensor_project, monkeypatch, capsys):
+    import pandas as pd
+
+    from tsops.config import load_project
+
+    root = str(sensor_project.root)
+    code, out, err = run_main(monkeypatch, capsys, "-p", root, "resample", "-d", "sensors", "--every", "1h",
+                              "--agg", "mean")
+    assert code == 0, err
+    assert "sensors_1h" in out and "tsops process -d sensors_1h" in " ".join(out.split())
+    project = load_project(root)
+    assert "sensors_1h" in project.config.datasets  # tsops.yaml knows it (train needs that)
+    assert "# derived by `tsops resample` from sensors" in (sensor_project.root / "tsops.yaml").read_text()
+    lake, cat = project.lake(), project.catalog()
+    got = lake.read("raw", "sensors_1h").to_pandas()
+    src = lake.read("raw", "sensors", columns=["series_id", "ts", "value"]).to_pandas()
+    sid = "광주 A|TEMP"
+    one = src[src["series_id"] == sid].dropna(subset=["value"]).set_index("ts")["value"]
+    want = one.resample("1h").agg(["mean", "count"])
+    want = want[want["count"] > 0]
+    mine = got[got["series_id"] == sid].set_index("ts")
+    assert list(mine.index) == list(want.index)
+    assert (mine["value"] - want["mean"]).abs().max() < 1e-9 and (mine["n_source"] == want["count"]).all()
+    doc = cat.get_dataset("sensors_1h")["doc"]
+    assert doc["derived_from"]["dataset"] == "sensors" and doc["derived_from"]["agg"] == "mean"
+    assert cat.get_series("sensors_1h", sid)["derived_from"]["dataset"] == "sensors"
+    assert len(cat.list_series("sensors_1h")) == len(cat.list_series("sensors"))
+    # a second run refuses to overwrite silently, --force replaces
+    code, _, err = run_main(monkeypatch, capsys, "-p", root, "resample", "-d", "sensors", "--every", "1h")
+    assert code == 2 and "already exists" in err and "--force" in err
+    code, _, err = run_main(monkeypatch, capsys, "-p", root, "resample", "-d", "sensors", "--every", "1h",
+                            "--force")
+    assert code == 0, err
+    assert (sensor_project.root / "tsops.yaml").read_text().count("sensors_1h:") == 1
+    # and the derived dataset is an ordinary one: process cleans it
+    code, out, err = run_main(monkeypatch, capsys, "-p", root, "process", "-d", "sensors_1h")
+    assert code == 0, err
+    assert "processed" in out and "clean rows" in out
+    assert pd.Timedelta(seconds=cat.get_series("sensors_1h", sid)["period_s"]) == pd.Timedelta("1h")
+    code, _, err = run_main(monkeypatch, capsys, "-p", root, "resample", "-d", "sensors", "--every", "1h",
+                            "--agg", "mode", "--to", "other")
+    assert code == 2 and "'mode'" in err

@@ -49,3 +49,52 @@ def test_few_residuals_borrow_neighbouring_steps_instead_of_infinite_bounds():
     ci = ConformalIntervals(levels=(80, 95)).fit(res)
     assert np.isfinite(ci.q_[95]).all() and np.isfinite(ci.q_[80]).all()
     assert (ci.q_[95] >= ci.q_[80] - 1e-12).all() or np.mean(ci.q_[95] >= ci.q_[80]) > 0.9
+
+
+def _residuals(rng, widths):
+    """Backtest-like residuals whose per-step spread is ``widths[step-1]`` (not monotone on purpose)."""
+    rows = []
+    for s, w in enumerate(widths, start=1):
+        err = rng.normal(0, w, 200)
+        rows.append(pd.DataFrame({"step": s, "y": 10 + err, "yhat": 10.0, "scale": 1.0}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_interval_width_never_shrinks_with_the_step_and_levels_nest():
+    rng = np.random.default_rng(0)
+    ci = ConformalIntervals(levels=(80, 95)).fit(_residuals(rng, [1.0, 3.0, 0.5, 2.0, 0.2, 4.0]))
+    for lv in (80, 95):
+        assert (np.diff(ci.q_[lv]) >= 0).all(), ci.q_[lv]
+    assert (ci.q_[95] >= ci.q_[80]).all()
+    mean = np.full((2, 8), 100.0)  # longer than the calibrated horizon: the last step's width carries on
+    hist = [100 + rng.normal(0, 5, 300), 100 + rng.normal(0, 1, 300)]
+    out = ci.intervals(mean, hist)
+    for lv in (80, 95):
+        width = out[f"hi_{lv}"] - out[f"lo_{lv}"]
+        assert (np.diff(width, axis=1) >= -1e-12).all()
+    assert (out["lo_95"] <= out["lo_80"]).all() and (out["hi_95"] >= out["hi_80"]).all()
+
+
+def test_intervals_respect_a_non_negative_domain():
+    rng = np.random.default_rng(1)
+    ci = ConformalIntervals(levels=(80, 95)).fit(_residuals(rng, [2.0, 4.0, 6.0]))
+    counts = rng.poisson(1.0, 300).astype(float)  # counts near zero: mean - half-width < 0
+    signed = rng.normal(0, 1, 300)  # a series that goes negative keeps unbounded intervals
+    mean = np.array([[0.5, 0.8, 1.0], [0.5, 0.8, 1.0]])
+    out = ci.intervals(mean, [counts, signed])
+    assert np.isnan(ci.domain_lower_[1]) and ci.domain_lower_[0] == 0.0
+    for lv in (80, 95):
+        assert (out[f"lo_{lv}"][0] >= 0).all() and (out[f"lo_{lv}"][0] == 0).any()
+        assert (out[f"lo_{lv}"][1] < 0).all()  # unclipped
+        assert (out[f"hi_{lv}"] >= out[f"lo_{lv}"]).all()
+
+
+def test_forecast_of_counts_has_no_negative_bounds():
+    rng = np.random.default_rng(2)
+    t = np.arange(24 * 20)
+    series = {f"s{i}": rng.poisson(0.3 + 0.3 * (1 + np.sin(2 * np.pi * t / 24))).astype(float) for i in range(8)}
+    model = SeasonalNaive(24)
+    res = backtest(model, series, horizon=24, n_windows=3, season_length=24)
+    df = model.fit(series).calibrate(res.residuals).predict(24)
+    for lv in (80, 95):
+        assert (df[f"lo_{lv}"] >= 0).all()

@@ -357,3 +357,75 @@ def test_click_through_in_chromium(project, tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_font_route_and_css_name_the_bundled_hangul_font(client):
+    from fontTools.ttLib import TTFont
+
+    from tsops.analysis.plotting import HANGUL_FONT
+    from tsops.serving.dashboard import FONT_ROUTE
+
+    page = client.get("/dashboard/datasets/sensors").text
+    assert f"@font-face{{font-family:'{HANGUL_FONT}';src:url('/dashboard{FONT_ROUTE}')" in page
+    assert f"font-family:'{HANGUL_FONT}'" in page.split("</style>")[0].split("}", 1)[1]  # body names it
+    r = client.get(f"/dashboard{FONT_ROUTE}")
+    assert r.status_code == 200 and r.headers["content-type"] == "font/woff"
+    font = TTFont(__import__("io").BytesIO(r.content))
+    assert font.flavor == "woff" and ord("광") in font.getBestCmap() and "TSI3" not in font
+    svg = svg_plot(PlotData(raw=(np.array([0, 3_600_000_000]), np.array([1.0, 2.0]))), title=KOREAN)
+    assert f"font-family=\"&#x27;{HANGUL_FONT}&#x27;" in svg
+
+
+class _Server:
+    """The dashboard of ``project`` on a free port in a thread (uvicorn)."""
+
+    def __init__(self, project):
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(dashboard_app(project), host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.services
+def test_hangul_renders_in_chromium_without_system_cjk_fonts(project, tmp_path, monkeypatch):
+    """Three renderings of the series page of "광 주 A|C02", by Chromium seeing no system CJK font:
+    A as served; B with the served font cut to ASCII (the same Latin glyphs, Hangul missing); C with the
+    font route failing (everything in the fallback font, Hangul missing). A differs from B only where
+    Hangul is drawn from the bundled font, and from C only if the font loaded at all."""
+    from tsops.analysis import plotting
+    from tsops.serving import dashboard
+    from tsops.testing import browser
+
+    need("Chromium", browser.chromium_available(), f"no {browser.CHROMIUM}: run scripts/install-chromium.sh "
+         "(or set TSOPS_CHROMIUM)")
+    conf = browser.isolated_fontconfig(tmp_path / "fc")
+    assert browser.hangul_system_fonts(conf) == []  # the browser can only get Hangul from the page
+    ascii_font = plotting._subset_font(frozenset())
+    shots = {}
+    with _Server(project) as base:
+        url = base + series_url("/dashboard", "sensors", KOREAN)
+        for name, font in (("A", plotting.web_font()), ("B", ascii_font), ("C", b"not a font")):
+            monkeypatch.setattr(dashboard, "web_font", lambda font=font: font)
+            shots[name] = browser.screenshot(url, tmp_path / f"{name}.png", conf, tmp_path / f"profile-{name}")
+    a_b = browser.ink_difference(shots["A"], shots["B"])
+    a_c = browser.ink_difference(shots["A"], shots["C"])
+    b_c = browser.ink_difference(shots["B"], shots["C"])
+    assert a_b > 150, f"Hangul drawn like boxes ({a_b} pixels differ from the box rendering)"
+    assert a_c > 150 and b_c > 150, (a_c, b_c)  # the served font was used at all
+    keep = os.environ.get("TSOPS_DASHBOARD_SCREENSHOT")
+    if keep:
+        shutil.copy(shots["A"], keep)

@@ -20,30 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tsops.analysis.plotting import CSS_FONT_STACK, font_face_css, format_duration, setup_matplotlib
 from tsops.config import Project
-
-
-def _setup_matplotlib() -> None:
-    """Agg backend; a Hangul/CJK font as fallback when one is installed (series ids such as '광주 A|C02')."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import font_manager, rcParams
-
-    have = {f.name for f in font_manager.fontManager.ttflist}
-    if not have & {"NanumGothic", "Noto Sans CJK KR"}:  # installed after matplotlib built its font cache
-        for path in font_manager.findSystemFonts():
-            if "Nanum" in path or "CJK" in path:
-                try:
-                    font_manager.fontManager.addfont(path)
-                except (OSError, RuntimeError, ValueError):
-                    continue
-        have = {f.name for f in font_manager.fontManager.ttflist}
-    fallbacks = [f for f in ("NanumGothic", "Noto Sans CJK KR", "Noto Sans CJK JP", "UnDotum") if f in have]
-    rcParams["font.family"] = ["DejaVu Sans", *fallbacks]
-    warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
 
 
 def _png(fig) -> str:
@@ -66,9 +44,43 @@ def _fmt(x: Any, pct: bool = False) -> str:
 
 
 def _period(seconds: float | None) -> str:
-    if not seconds:
+    """A sampling period as a person reads it: ``10 min``, ``597.1 s``, ``1 h``."""
+    return format_duration(seconds)
+
+
+#: Tick positions of the sampling-period plot (seconds).
+_NICE_PERIODS = (0.001, 0.01, 0.1, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+def _when(iso: str | None) -> str:
+    """An ISO timestamp to the second, in UTC, for a table cell (``2026-12-02 18:00:56``)."""
+    if not iso:
         return "–"
-    return str(pd.Timedelta(seconds=float(seconds))).replace("0 days ", "")
+    try:
+        return pd.Timestamp(iso).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, TypeError):
+        return html.escape(str(iso))
+
+
+def _block_times(frame: pd.DataFrame, n: int, k: int) -> np.ndarray:
+    """Time of each decomposed point: the timestamps of ``frame`` (``n`` rows), the first of each block of
+    ``k`` when the values were averaged in blocks (aligned to the end, as the values are)."""
+    idx = pd.DatetimeIndex(pd.to_datetime(frame["ts"]))
+    ts = (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).to_numpy()[:n]  # UTC
+    if k <= 1:
+        return ts
+    m = n // k * k
+    return ts[n - m:].reshape(-1, k)[:, 0]
+
+
+def _time_axis(ax) -> None:
+    """Concise date labels on a time x axis (no overlapping full timestamps)."""
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.tick_params(axis="x", labelsize=7)
 
 
 def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tuple[int, ...],
@@ -94,6 +106,7 @@ def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tu
             y = an["raw_value"] if "raw_value" in an else an["value"]
             ax.plot(an["ts"], y, "x", ms=6, color="#d62728", label=f"anomalies ({len(an)})", zorder=4)
     ax.set_title(sid)
+    _time_axis(ax)
     ax.legend(loc="upper left", fontsize=8, ncols=4)
     ax.grid(alpha=0.3)
     values = clean["value"].to_numpy(float) if len(clean) else raw["value"].to_numpy(float)
@@ -118,10 +131,12 @@ def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tu
         dec = decompose(v, [u for u, _ in use] or None)
         note = (", ".join(f"{nm + ' ' if nm else ''}{u} x {k} steps" for u, nm in use) if use
                 else "seasons longer than half the plotted span" if seasons else "no season in the series profile")
+        t = _block_times(clean if len(clean) else raw, len(values), k)
         for j, comp in enumerate(("trend", "seasonal")):
             a = fig.add_subplot(gs[1, 1 + j])
-            a.plot(dec[comp].to_numpy(), lw=0.9)
+            a.plot(t, dec[comp].to_numpy(), lw=0.9)
             a.set_title(comp + (f" ({note})" if comp == "seasonal" else ""), fontsize=9)
+            _time_axis(a)
     fig.tight_layout()
     return _png(fig)
 
@@ -129,8 +144,9 @@ def _series_figure(sid: str, raw: pd.DataFrame, clean: pd.DataFrame, seasons: tu
 def build_report(project: Project, dataset: str, out: Path | None = None, days: float | None = 14,
                  max_series: int = 12) -> Path:
     """Write the HTML report of ``dataset`` (last ``days`` of data) and return its path."""
-    _setup_matplotlib()
+    setup_matplotlib()
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     from tsops.analysis.dataset import read_recent
 
@@ -168,10 +184,10 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
             f"<td>{_fmt(s.get('missing_ratio'), True)}</td><td>{_fmt(s.get('anomaly_ratio'), True)}</td>"
             f"<td>{_fmt((s.get('duplicates') or {}).get('exact'))}</td>"
             f"<td>{_fmt(imp.get('method'))}</td><td>{_fmt(imp.get('rmse'))}</td>"
-            f"<td>{_fmt(s.get('first_ts'))}</td><td>{_fmt(s.get('last_ts'))}</td></tr>")
+            f"<td>{_when(s.get('first_ts'))}</td><td>{_when(s.get('last_ts'))}</td></tr>")
     parts.append("<h2>Quality per series</h2><table><tr><th>series</th><th>unit</th><th>observations</th>"
                  "<th>period</th><th>confidence</th><th>missing</th><th>anomalies</th><th>duplicates</th>"
-                 "<th>imputation</th><th>imputation RMSE</th><th>first</th><th>last</th></tr>"
+                 "<th>imputation</th><th>imputation RMSE</th><th>first (UTC)</th><th>last (UTC)</th></tr>"
                  + "".join(rows) + "</table>")
 
     # period per series
@@ -180,7 +196,13 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
         fig, ax = plt.subplots(figsize=(10, 0.35 * len(with_period) + 1))
         ax.barh([p[0] for p in with_period], [p[1] for p in with_period], color="#1f77b4")
         ax.set_xscale("log")
-        ax.set_xlabel("estimated sampling period (s)")
+        lo, hi = min(p[1] for p in with_period), max(p[1] for p in with_period)
+        nice = [t for t in _NICE_PERIODS if lo / 1.6 <= t <= hi * 1.6] or [lo, hi]
+        ax.xaxis.set_major_locator(FixedLocator(nice))  # "30 s", "1 min", "10 min": round durations
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_duration(x)))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("estimated sampling period")
         ax.invert_yaxis()
         parts.append(f"<h2>Sampling period per series</h2><img src='{_png(fig)}'>")
 
@@ -222,9 +244,11 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
     if len(by_id) > max_series:
         parts.append(f"<p>{len(by_id) - max_series} more series not plotted (raise --max-series).</p>")
 
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
+    body = "".join(parts)
+    style = (font_face_css(text=html.unescape(body)) + f"body{{font-family:{CSS_FONT_STACK};margin:2em;color:#222}}"
+             "table{border-collapse:collapse;"
+             "font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}.warn{color:#b55}")
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>tsops report {html.escape(dataset)}"
-                   f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
+                   f"</title><style>{style}</style></head><body>{body}</body></html>", encoding="utf-8")
     return out

@@ -11,17 +11,19 @@ Defaults resolve as: the flag > the dataset's ``forecast:`` section of ``tsops.y
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from tsops.cli import ui
+
+console = ui.console
+err_console = ui.err_console
 log = logging.getLogger(__name__)
 
 _PROJECT = typer.Option(None, "--project", "-p", envvar="TSOPS_PROJECT",  # noqa: UP045
@@ -30,13 +32,13 @@ _PROJECT = typer.Option(None, "--project", "-p", envvar="TSOPS_PROJECT",  # noqa
 
 def _project(ctx: typer.Context, path: Optional[Path]):  # noqa: UP045
     """The project: ``--project`` of the command, else the root's ``tsops -p DIR``, else $TSOPS_PROJECT / cwd."""
-    from tsops.config import load_project
+    from tsops.cli.main import load
 
     if path is None:
         root = ctx.find_root()
         if root is not ctx:
             path = root.params.get("project")
-    return load_project(path)
+    return load(path)
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -82,13 +84,12 @@ def _print_season(res) -> None:
 
 
 def _print_board(board, limit: int = 15) -> None:
-    t = Table(title="leaderboard")
-    for c in ("rank", "model", "score", "state", "seconds", "season", "params"):
-        t.add_column(c)
+    t = ui.table("leaderboard", ("rank", "model", "score", "state", "seconds", "season", "params"),
+                 numeric=("rank", "score", "seconds"))
     for r in board.head(limit).itertuples():
         rank = "" if r.rank != r.rank else str(int(r.rank))
         season = f"{getattr(r, 'season', '')} ({getattr(r, 'season_source', '')})" if getattr(r, "season", "") else ""
-        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", season, str(r.params)[:70])
+        t.add_row(rank, r.model, f"{r.score:.4f}", str(r.state), f"{r.seconds:.1f}", season, str(r.params))
     console.print(t)
 
 
@@ -121,6 +122,59 @@ def _print_covariates(res) -> None:
         console.print(f"covariates (series the forecast leans on): {', '.join(res.covariates)}")
 
 
+@contextlib.contextmanager
+def _training_progress(model: str, dataset: str, max_steps: int, windows: int) -> Iterator[None]:
+    """Progress of a training: neural models log each evaluated step and each finished fit
+    (tsops.models._window). A training is about ``windows`` backtest fits plus the final fit, each up to
+    ``max_steps`` steps, and each followed by a shorter refit on all points when early stopping chose the
+    steps: the estimate counts 2 x (windows + 1) fits and grows if there are more. Other families log no
+    steps: the line shows what runs and the elapsed time."""
+    fits = 2 * (windows + 1)
+    with ui.step(f"training {model} on {dataset}", total=fits * max_steps, info="backtest") as (bar, task):
+        done = {"fits": 0, "steps": 0}
+
+        def on_step(rec, m) -> None:
+            now = done["steps"] + int(m.group(1))
+            total = max(bar.tasks[0].total or 0, now)
+            bar.update(task, completed=now, total=total, info=f"fit {done['fits'] + 1}, step {m.group(1)}")
+
+        def on_fit(rec, m) -> None:
+            done["fits"] += 1
+            done["steps"] += int(m.group(1))
+            remaining = max(0, fits - done["fits"]) * max_steps
+            bar.update(task, completed=done["steps"], total=done["steps"] + remaining)
+
+        with ui.LogTap("tsops.models._window", r"step (\d+) \{", on_step), \
+                ui.LogTap("tsops.models._window", r"trained (\d+) steps", on_fit, level=logging.INFO):
+            yield
+
+
+@contextlib.contextmanager
+def _trial_progress(project, dataset: str, families: list[str], trials: int) -> Iterator[None]:
+    """Progress of a Ray Tune search: finished trials, counted from the records the driver's MLflow
+    callback writes under ``<project>/.tsops/ray_results/tune-<dataset>-*/tsops_trials/*/record.json``."""
+    import threading
+    import time
+
+    storage = project.root / ".tsops" / "ray_results"
+    t0 = time.time()
+    stop = threading.Event()
+    with ui.step(f"tuning {', '.join(families)} on {dataset}", total=trials, info="trials") as (bar, task):
+        def poll() -> None:
+            while not stop.wait(1.0):
+                done = [f for f in storage.glob(f"tune-{dataset}-*/tsops_trials/*/record.json")
+                        if f.stat().st_mtime >= t0]
+                bar.update(task, completed=min(trials, len(done)))
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
 def train(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="dataset to train on"),
@@ -151,7 +205,7 @@ def train(
 
         proj = _project(ctx, project)
         spec = _spec(proj, dataset, horizon, windows, season, metric)
-        with console.status(f"training {model} on {dataset}..."):
+        with _training_progress(model, dataset, max_steps, spec.n_windows):
             res = run(proj, dataset, model, params, spec=spec, zone=zone, max_points=max_points,
                       max_steps=max_steps, seed=seed, min_improvement=min_improvement, covariates=cov)
     except (ConfigError, *_ERRORS) as exc:
@@ -199,11 +253,15 @@ def tune(
         fam, key = k.split(".", 1)
         fixed_params.setdefault(fam, {})[key] = v
     try:
+        import optuna  # noqa: F401 - imported first so that its own log handler is replaced by ours
+        import ray  # noqa: F401
+
         from tsops.tuning.tune import tune as run
 
+        ui.quiet_third_party()
         proj = _project(ctx, project)
         spec = _spec(proj, dataset, horizon, windows, season, metric)
-        with console.status(f"tuning {', '.join(fams)} on {dataset} ({trials} trials)..."):
+        with _trial_progress(proj, dataset, fams, trials):
             res = run(proj, dataset, fams, trials=trials, minutes=minutes, spec=spec,
                       address=address, num_cpus=num_cpus, zone=zone, max_points=max_points, max_steps=max_steps,
                       fixed=fixed_params, seed=seed, min_improvement=min_improvement, covariates=cov)
@@ -236,7 +294,7 @@ def forecast(
     try:
         from tsops.serving.batch import forecast_dataset
 
-        with console.status(f"forecasting {dataset}..."):
+        with ui.step(f"forecasting {dataset}"):
             run = forecast_dataset(_project(ctx, project), dataset, horizon=horizon, series=series, zone=zone,
                                    alias=alias, max_points=max_points, season=season)
     except (ConfigError, *_ERRORS) as exc:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from tsops.cli import ui
 
 app = typer.Typer(
     name="tsops",
@@ -22,8 +23,8 @@ app = typer.Typer(
 catalog_app = typer.Typer(help="Browse the metadata catalog.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
-console = Console()
-err_console = Console(stderr=True)
+console = ui.console
+err_console = ui.err_console
 
 
 class UserError(Exception):
@@ -63,22 +64,54 @@ def _root(
     project: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--project", "-p", envvar="TSOPS_PROJECT", help="project directory (default: search from cwd)"
     ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more logging (-v info, -vv debug)"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="show library logs here (-v info, -vv debug); else they go to a log file"),
 ) -> None:
     state.project_dir = project
     state.verbose = verbose
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=err_console)
-    handler.addFilter(_MaskFilter())
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
+    ui.setup_logging(verbose, project)
+    for handler in logging.getLogger().handlers:  # credentials never reach a terminal or a log file
+        handler.addFilter(_MaskFilter())
 
 
-def load():
-    from tsops.config import load_project
+def load(path: Path | None = None):
+    """The project of ``path``, else of ``-p DIR`` ($TSOPS_PROJECT), else the one at or above the cwd."""
+    from tsops.config import PROJECT_FILE, load_project
 
-    return load_project(state.project_dir)
+    p = path if path is not None else state.project_dir
+    if p is not None:
+        p = Path(p).expanduser()
+        if not p.exists():
+            raise UserError(f"project directory {p} does not exist: create a project there with "
+                            f"`tsops init {p}`, or pass -p with an existing project directory")
+        if p.is_dir() and not (p / PROJECT_FILE).is_file():
+            raise UserError(f"{p} has no {PROJECT_FILE}: run `tsops init {p}` to create a project there")
+    return load_project(p)
+
+
+def known_datasets(project) -> list[str]:
+    """Datasets of tsops.yaml, of the catalog and of the lake's raw zone, sorted."""
+    names = set(project.config.datasets)
+    cat = project.catalog()
+    try:
+        names |= {d["name"] for d in cat.list_datasets()}
+    finally:
+        cat.close()
+    names |= set(project.lake().datasets("raw"))
+    return sorted(names)
+
+
+def require_dataset(project, name: str) -> None:
+    """A clear error (exit 2) naming an unknown dataset, the close matches and the known ones."""
+    import difflib
+
+    known = known_datasets(project)
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UserError(f"dataset {name!r} is not in {project.root / 'tsops.yaml'}, the catalog or the lake.{hint} "
+                    f"Known datasets: {', '.join(known) or 'none (add one to tsops.yaml)'}")
 
 
 # ---------------------------------------------------------------------------------------------- init
@@ -163,9 +196,8 @@ def catalog_list(
         if as_json:
             console.print_json(json.dumps(rows, default=str))
             return
-        t = Table(title="datasets")
-        for c in ("dataset", "series", "observations", "first", "last"):
-            t.add_column(c)
+        t = ui.table("datasets", ("dataset", "series", "observations", "first", "last"),
+                     numeric=("series", "observations"))
         for r in rows:
             t.add_row(r["name"], f"{r['series']:,}", f"{r['observations']:,}", us_to_iso(r["first_ts_us"]) or "",
                       us_to_iso(r["last_ts_us"]) or "")
@@ -175,9 +207,8 @@ def catalog_list(
     if as_json:
         console.print_json(json.dumps(rows, default=str, ensure_ascii=False))
         return
-    t = Table(title=f"series of {dataset}")
-    for c in ("series_id", "count", "first", "last", "unit", "period"):
-        t.add_column(c)
+    t = ui.table(f"series of {dataset}", ("series_id", "count", "first", "last", "unit", "period"),
+                 numeric=("count",))
     for r in rows:
         period = r.get("period_s") or (r.get("quality") or {}).get("period_s")
         t.add_row(r["series_id"], f"{r['count']:,}", r["first_ts"] or "", r["last_ts"] or "",
@@ -196,12 +227,26 @@ def catalog_show(
     if dataset is None:
         doc = cat.get_dataset(name)
         if doc is None:
-            raise UserError(f"dataset {name!r} is not in the catalog (see `tsops catalog list`)")
+            require_dataset(project, name)
+            raise UserError(f"dataset {name!r} is in tsops.yaml but not in the catalog yet: run "
+                            f"`tsops ingest -d {name}` first")
         doc["totals"] = cat.batch_totals(name)
     else:
         doc = cat.get_series(dataset, name)
         if doc is None:
-            raise UserError(f"series {name!r} of dataset {dataset!r} is not in the catalog "
+            import difflib
+
+            ids = [s["series_id"] for s in cat.list_series(dataset)]
+            if not ids and cat.get_dataset(dataset) is None:
+                require_dataset(project, dataset)
+            # ids differ from what a person types mostly by spaces: compare with and without them
+            squeeze = {i.replace(" ", ""): i for i in ids}
+            close = list(dict.fromkeys(
+                difflib.get_close_matches(name, ids, n=3, cutoff=0.6)
+                + [squeeze[c] for c in difflib.get_close_matches(name.replace(" ", ""), list(squeeze), n=3,
+                                                                  cutoff=0.6)]))[:3]
+            hint = ("; did you mean " + ", ".join(f'"{c}"' for c in close) + "?") if close else ""
+            raise UserError(f"series {name!r} of dataset {dataset!r} is not in the catalog{hint} "
                             f"(see `tsops catalog list --dataset {dataset}`)")
     console.print_json(json.dumps(doc, default=str, ensure_ascii=False))
 
@@ -337,13 +382,25 @@ def process(
     full: bool = typer.Option(False, "--full", help="reprocess every day, not only new or changed ones"),
 ) -> None:
     """Clean the raw zone into the clean zone (new or changed day partitions only); quality docs to the catalog."""
-    from tsops.quality.process import process_dataset
+    from tsops.quality.process import process_dataset, processed_days
 
     project = load()
     if engine not in (None, "local", "spark"):
         raise UserError(f"--engine must be local or spark, not {engine!r}")
-    with console.status(f"processing {dataset} ..."):
-        r = process_dataset(project, dataset, engine=engine, full=full)
+    require_dataset(project, dataset)
+    lake = project.lake()
+    n_days = len(lake.days("raw", dataset))
+    if not n_days:
+        raise UserError(f"dataset {dataset!r} has no raw data in the lake: run `tsops ingest -d {dataset}` first")
+    todo = n_days if full else max(1, n_days - len(processed_days(project, dataset)))
+    if (engine or project.config.engine) == "spark":
+        start_spark(project)
+    with ui.step(f"cleaning {dataset}", total=todo, info="day partitions") as (bar, task):
+        def on_window(rep) -> None:
+            done = len(rep.days_processed)
+            bar.update(task, completed=done, total=max(todo, done), info=f"days up to {rep.days_processed[-1]}")
+
+        r = process_dataset(project, dataset, engine=engine, full=full, on_window=on_window)
     if not r.days_processed:
         console.print(f"{dataset}: nothing new to process ({r.days_total} day partitions already clean)")
         return
@@ -356,12 +413,14 @@ def process(
         + (f" (days {', '.join(r.deferred_days)})" if r.deferred_days else "")
         + f"; {r.anomalies:,} anomalies flagged, {r.values_changed:,} values changed (originals in raw_value)"
         + ("" if r.reconciled else "  [red]NOT reconciled[/red]"))
-    t = Table(title="series profiles (whole history)")
-    for c in ("series_id", "period", "season", "rows", "missing", "anomalies", "imputation"):
-        t.add_column(c, overflow="fold")
+    from tsops.analysis.plotting import format_duration
+
+    t = ui.table("series profiles (whole history)",
+                 ("series_id", "period", "season", "rows", "missing", "anomalies", "imputation"),
+                 numeric=("rows", "missing", "anomalies"))
     for sid, p in project.catalog().get_profiles(dataset).items():
         season = ", ".join(f"{n} {k}" for n, k in zip(p.season_names, p.season_lengths, strict=False)) or "none"
-        t.add_row(sid, f"{p.period_seconds:g} s" if p.period_seconds else "–", season, f"{p.n_rows:,}",
+        t.add_row(sid, format_duration(p.period_seconds), season, f"{p.n_rows:,}",
                   f"{100 * (p.missing_ratio or 0):.1f}%", f"{100 * (p.anomaly_ratio or 0):.2f}%",
                   p.imputation_method or "")
     console.print(t)
@@ -378,7 +437,8 @@ def report(
     from tsops.analysis.report import build_report
 
     project = load()
-    with console.status("rendering report ..."):
+    require_dataset(project, dataset)
+    with ui.step(f"rendering the report of {dataset}"):
         path = build_report(project, dataset, out, days=days, max_series=max_series)
     console.print(f"[green]wrote[/green] {path}")
 
@@ -392,14 +452,18 @@ def hive_register(
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d"),  # noqa: UP045
 ) -> None:
     """Register external partitioned tables (tsops.<zone>_<dataset>) over the lake in Spark's metastore."""
-    from tsops.engine.spark import get_spark
-    from tsops.lake.hive import register_tables
+    from tsops.lake.hive import ZONES, register_tables
 
     project = load()
-    with console.status("starting Spark ..."):
-        spark = get_spark(hive=True, scratch_dir=project.root / ".tsops" / "spark",
-                          conf={"spark.ui.showConsoleProgress": "false"})
-    tables = register_tables(spark, project.lake(), dataset)
+    for d in dataset or []:
+        require_dataset(project, d)
+    spark = start_spark(project, hive=True)
+    lake = project.lake()
+    n = sum(1 for z in ZONES for ds in lake.datasets(z) if (dataset is None or ds in dataset) and lake.files(z, ds))
+    with ui.step("registering tables", total=n, info="") as (bar, task), ui.LogTap(
+            "tsops.lake.hive", r"registered (\S+)", lambda rec, m: bar.update(task, advance=1, info=m.group(1)),
+            level=logging.INFO):
+        tables = register_tables(spark, lake, dataset)
     t = Table(title="registered tables")
     for c in ("table", "partitions", "rows", "location"):
         t.add_column(c)
@@ -408,6 +472,39 @@ def hive_register(
     console.print(t)
     console.print(f"query them with Spark SQL, e.g. spark.sql('SELECT * FROM {tables[0].name if tables else 'tsops.raw_x'}')"
                   f" (metastore in {project.root / '.tsops' / 'spark'})")
+
+
+def start_spark(project, hive: bool = False):
+    """Start (or reuse) the SparkSession with a progress line; the JVM's log4j output goes to the log file."""
+    from tsops.engine.spark import get_spark
+
+    with ui.jvm_output_to_log(), ui.step("starting Spark (JVM, local[2])", info=""):
+        return get_spark(hive=hive, scratch_dir=project.root / ".tsops" / "spark",
+                         conf={"spark.ui.showConsoleProgress": "false"})
+
+
+# ---------------------------------------------------------------------------------------------- resample
+@app.command()
+def resample(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="source dataset (its clean zone, else raw)"),
+    every: str = typer.Option(..., "--every", help="grid step: 30m, 1h, 1d ..."),
+    agg: str = typer.Option("mean", "--agg", help="mean, sum, min, max, median, first or last per bin"),
+    to: Optional[str] = typer.Option(None, "--to", help="name of the new dataset (default: <dataset>_<every>)"),  # noqa: UP045
+    force: bool = typer.Option(False, "--force", help="replace the derived dataset if it exists"),
+) -> None:
+    """Aggregate every series of a dataset onto a regular grid into a new dataset (raw zone, with lineage)."""
+    from tsops.analysis.derive import resample_dataset
+
+    project = load()
+    require_dataset(project, dataset)
+    try:
+        with ui.step(f"resampling {dataset} to {every} ({agg})"):
+            r = resample_dataset(project, dataset, every, agg, to=to, force=force)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    console.print(f"{r.dataset}: {r.series} series, {r.rows_in:,} {r.zone} rows of {r.source} -> {r.rows_out:,} "
+                  f"rows on a {r.every} grid ({r.agg}); {r.empty_bins:,} empty bins left out (gaps for "
+                  f"`tsops process`). Next: `tsops process -d {r.dataset}`")
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
@@ -503,6 +600,8 @@ def demo(
     """Simulated sensors -> Kafka -> lake -> clean -> Ray Tune -> champion -> forecasts -> report -> HTTP answer."""
     from tsops.orchestration.demo import run_demo
 
+    directory.mkdir(parents=True, exist_ok=True)
+    ui.log_to(directory.resolve() / ui.LOG_FILE)  # the demo's own project keeps its library logs
     run_demo(directory, days=days, seed=seed, use_kafka=kafka, pipeline=pipeline, console=console)
 
 

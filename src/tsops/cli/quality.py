@@ -6,15 +6,16 @@ Register in the root CLI with ``app.add_typer(quality_app, name="quality")`` whe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from tsops.cli import ui
 
 app = typer.Typer(help="Data-quality studies.", no_args_is_help=True)
-console = Console()
+console = ui.console
 
 
 @app.callback()
@@ -84,7 +85,7 @@ def compare(
 ) -> None:
     """Inject anomalies into a real series, treat them (none, drop, min/max, EMA, interpolate), forecast and
     compare RMSE / MAE / MAPE per treatment."""
-    from tsops.quality.compare import compare_treatments
+    from tsops.quality.compare import TREATMENT_STUDY, compare_treatments
 
     if (csv is None) == (dataset is None):
         raise typer.BadParameter("give exactly one of --csv or --dataset")
@@ -96,12 +97,15 @@ def compare(
     else:
         df, season = read_lake_series(dataset, series_id, season_length=season_length)
         source = "given" if season_length is not None else "profile"
-    with console.status("forecasting each treatment..."):
+    total = len(TREATMENT_STUDY) * max(1, repeats)
+    with ui.step(f"{model} forecasts per treatment", total=total, info="") as (bar, task), ui.LogTap(
+            "tsops.quality.compare", r"treatment (\S+) done",
+            lambda rec, m: bar.update(task, advance=1, info=m.group(1)), level=logging.INFO):
         res = compare_treatments(df, inject_rate=inject_rate, seed=seed, horizon=horizon, model=model,
                                  season_length=season, repeats=repeats)
     m = res.attrs["season_length"]
-    table = Table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, "
-                        f"season {m if m > 1 else 'none'} ({source}), {int(res['n_injected'].iloc[0])} spikes injected")
+    table = ui.table(title=f"{res.attrs['series_id']}: {model}, horizon {horizon}, "
+                          f"season {m if m > 1 else 'none'} ({source}), {int(res['n_injected'].iloc[0])} spikes injected")
     table.add_column("treatment")
     for c in ("rmse", "mae", "mape", "n_flagged"):
         table.add_column(c, justify="right")

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from tsops.cli import ui
+
+console = ui.console
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "tsops-similarity"
@@ -93,6 +94,21 @@ def _read_lake(dataset: str):
                              param_hint="--dataset")
 
 
+def _project_tracking() -> tuple[str | None, str | None]:
+    """(tracking URI, artifact root) of the project given with ``-p`` / $TSOPS_PROJECT or found above the
+    cwd; (None, None) outside a project (then $MLFLOW_TRACKING_URI or ./mlflow.db apply)."""
+    from tsops.cli.main import UserError, load, state
+    from tsops.config import ConfigError
+
+    try:
+        project = load()
+    except (ConfigError, UserError):
+        if state.project_dir is not None:  # -p given: its error is the one to show
+            raise
+        return None, None
+    return project.tracking_uri, project.artifacts_uri
+
+
 def _pattern(pattern: Path | None, pattern_values: str | None, pattern_column: str | None, demo: bool):
     from tsops.similarity.frames import parse_pattern_values, read_pattern
 
@@ -114,7 +130,7 @@ def _pattern(pattern: Path | None, pattern_values: str | None, pattern_column: s
 def _series_table(title: str, table, rows, show_location: bool) -> Table:
     out = Table(title=title)
     out.add_column("rank", justify="right")
-    out.add_column("series")
+    out.add_column("series", overflow="fold")
     out.add_column("distance", justify="right")
     out.add_column("z", justify="right")
     if show_location:
@@ -152,7 +168,8 @@ def similar(
     nan_policy: str = typer.Option("raise", "--nan-policy", help="raise | interpolate (NaNs along time)"),
     track: bool = typer.Option(True, "--track/--no-track", help="log runs to MLflow"),
     tracking_uri: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--tracking-uri", help="MLflow URI (else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),
+        None, "--tracking-uri",
+        help="MLflow URI (else the project's tracking config, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, "--experiment", help="MLflow experiment"),
     register: Optional[str] = typer.Option(  # noqa: UP045
         None, "--register", help="register the chosen run's model under this name (alias champion)"),
@@ -196,6 +213,9 @@ def similar(
             from tsops.similarity.dtw import band_halfwidth
 
             band_halfwidth(s, len(pat))
+        artifact_root = None
+        if track and tracking_uri is None:
+            tracking_uri, artifact_root = _project_tracking()
         if track:
             from tsops.similarity.tracking import sweep
 
@@ -203,7 +223,7 @@ def similar(
                 res = sweep(
                     values, ids, pat, stretches, experiment=experiment, tracking_uri=tracking_uri,
                     id_column=id_col, value_columns=cols, normalize=normalize, nan_policy=nan_policy,
-                    choose=choose, register=register,
+                    choose=choose, register=register, artifact_root=artifact_root,
                     extra_params={"n_input_series": int(len(values))},
                     progress=lambda msg: status.update(f"{msg}: distances, artifacts, model"),
                 )

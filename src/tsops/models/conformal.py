@@ -9,6 +9,12 @@ At prediction time the interval half-width is that quantile times the series' cu
 The scale's season is each series' own (from its profile, see :mod:`tsops.models.season`): a backtest records
 it per residual row (column ``season``), :meth:`ConformalIntervals.fit` keeps it per series, and prediction
 scales each series' history with the same lag its residuals were scaled with.
+
+Two shape rules a reader of the forecast expects (the raw per-step quantiles can break them by sampling
+noise): the half-width never shrinks with the step (a running maximum over steps) and a wider level is never
+narrower than a lower one (95% contains 80%). And the intervals respect the series' domain: a series whose
+whole history is non-negative (PM2.5, counts) gets its bounds clipped at 0; the lower bound used per
+series is recorded in ``domain_lower_`` (NaN: unbounded) after each :meth:`ConformalIntervals.intervals`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ def series_scale(history: np.ndarray, season_length: int | None) -> float:
                 return s
     s = float(np.mean(np.abs(x))) if len(x) else 1.0
     return s if s > 1e-12 else 1.0
+
+
+def series_lower_bound(history: np.ndarray) -> float:
+    """The lower end of a series' domain as seen in its history: 0.0 when every finite value is >= 0
+    (concentrations, counts), NaN (unbounded) otherwise or without finite values."""
+    x = np.asarray(history, dtype=float)
+    x = x[np.isfinite(x)]
+    return 0.0 if len(x) and float(x.min()) >= 0 else float("nan")
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -92,8 +106,11 @@ class ConformalIntervals:
                     sel = sc[np.abs(steps - s) <= w]
                 if len(sel):
                     q[s - 1] = conformal_quantile(sel, lv / 100.0)
-            # steps without residuals borrow from the previous step
-            self.q_[lv] = pd.Series(q).ffill().bfill().to_numpy()
+            # steps without residuals borrow from the previous step; the width never shrinks with the step
+            self.q_[lv] = np.maximum.accumulate(pd.Series(q).ffill().bfill().to_numpy())
+        ordered = sorted(self.q_)
+        for lo_lv, hi_lv in zip(ordered, ordered[1:], strict=False):  # 95% contains 80%
+            self.q_[hi_lv] = np.maximum(self.q_[hi_lv], self.q_[lo_lv])
         self.n_residuals_ = int(len(r))
         return self
 
@@ -111,11 +128,14 @@ class ConformalIntervals:
         n, h = mean.shape
         ids = list(ids) if ids is not None else [None] * len(histories)
         scale = np.array([series_scale(v, self.season_of(s)) for v, s in zip(histories, ids, strict=True)])
+        lower = np.array([series_lower_bound(v) for v in histories], dtype=float)
+        self.domain_lower_ = lower
+        floor = np.where(np.isnan(lower), -np.inf, lower)[:, None]
         out: dict[str, np.ndarray] = {}
         for lv in self.levels:
             q = self.q_[lv]
             q = np.concatenate([q, np.full(max(0, h - len(q)), q[-1])])[:h]
             half = scale[:, None] * q[None, :]
-            out[f"lo_{lv}"] = mean - half
-            out[f"hi_{lv}"] = mean + half
+            out[f"lo_{lv}"] = np.maximum(mean - half, floor)
+            out[f"hi_{lv}"] = np.maximum(mean + half, floor)
         return out

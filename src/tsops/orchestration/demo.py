@@ -5,6 +5,7 @@ request answered over HTTP, and where to look next."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
     if use_kafka:
         from confluent_kafka import Producer
 
-        owner = Producer({"test.mock.num.brokers": 1})  # owns the mock cluster while the demo runs
+        # owns the mock cluster while the demo runs; librdkafka's own log lines go to Python logging
+        owner = Producer({"test.mock.num.brokers": 1}, logger=logging.getLogger("confluent_kafka.mock"))
         md = owner.list_topics(timeout=10)
         bootstrap = ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
     incoming = "incoming/sensors"
@@ -116,8 +118,8 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
         from tsops.orchestration.pipeline import run_pipeline
 
         console.rule("[bold]pipeline: process -> analyze -> train (Ray Tune) -> forecast -> report")
-        run = run_pipeline(project, "sensors", on_stage=lambda s, r: console.print(
-            f"  {s:<9} {r.get('status', 'ran'):<8} {r.get('seconds', 0):6.1f} s  {_stage_line(s, r)}"))
+        with _StageProgress(console) as on_stage:
+            run = run_pipeline(project, "sensors", on_stage=on_stage)
         if run.status != "success":
             raise RuntimeError(f"demo pipeline failed: {run.error}")
         # half a day more arrives: the next run is incremental (champion kept, forecasts refreshed)
@@ -129,14 +131,19 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
         else:
             to_files(cfg, directory / incoming)
         console.rule("[bold]new data arrives: the pipeline runs again, incrementally")
-        run2 = run_pipeline(project, "sensors", on_stage=lambda s, r: console.print(
-            f"  {s:<9} {r.get('status', 'ran'):<8} {r.get('seconds', 0):6.1f} s  {_stage_line(s, r)}"))
+        with _StageProgress(console) as on_stage:
+            run2 = run_pipeline(project, "sensors", on_stage=on_stage)
         if run2.status != "success":
             raise RuntimeError(f"demo pipeline failed: {run2.error}")
         _answer_request(project, console)
     if owner is not None:
         owner.flush(5)
     console.rule("[bold]where to look")
+    cat = project.catalog()
+    try:
+        first_id = next((s["series_id"] for s in cat.list_series("sensors")), None)
+    finally:
+        cat.close()
     report = project.root / "reports" / "sensors.html"
     console.print(
         f"lake:      {project.lake_root}  (raw/ clean/ forecasts/ quarantine/, Hive partitions year=/month=/day=)\n"
@@ -147,10 +154,49 @@ def run_demo(directory: Path, *, days: float = 2.0, seed: int = 7, use_kafka: bo
         f"runs:      tsops -p {directory} runs list   ·   tsops -p {directory} runs show <id>\n"
         f"Airflow:   tsops -p {directory} airflow render\n"
         f"SQL:       tsops -p {directory} sql \"SELECT series_id, count(*) FROM clean_sensors GROUP BY 1\""
+        + (f"\nseries:    tsops -p {directory} catalog show \"{first_id}\" --dataset sensors" if first_id else "")
+        + f"\nresample:  tsops -p {directory} resample --dataset sensors --every 1h --agg mean"
     )
     if not ok:
         raise RuntimeError("demo counts did not reconcile: see the table above")
     return directory
+
+
+class _StageProgress:
+    """One line per finished stage, and meanwhile a progress line naming the stage at work (the pipeline
+    reports a stage when it ends, so the one at work is the next in the pipeline's order)."""
+
+    ORDER = ("ingest", "process", "analyze", "train", "forecast", "report")
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task(f"pipeline: {self.ORDER[0]}", total=len(self.ORDER))
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, stage: str, r: dict) -> None:
+        self.console.print(f"  {stage:<9} {r.get('status', 'ran'):<8} {r.get('seconds', 0):6.1f} s  "
+                           f"{_stage_line(stage, r)}")
+        k = self.ORDER.index(stage) + 1 if stage in self.ORDER else self.progress.tasks[0].completed + 1
+        nxt = self.ORDER[k] if k < len(self.ORDER) else "done"
+        hint = " (Ray Tune: a minute or two)" if nxt == "train" else ""
+        self.progress.update(self.task, completed=k, description=f"pipeline: {nxt}{hint}")
 
 
 def _stage_line(stage: str, r: dict) -> str:

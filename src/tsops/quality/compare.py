@@ -63,6 +63,7 @@ def _one_trial(train, test, t, m, model, rng, inject_rate, magnitude, iqr_k, hor
         else:
             series = apply_treatment(t, dirty, flagged, "clip" if name == "minmax" else name, lo, hi)
         pred = forecast(series, horizon, m, model)
+        log.info("forecast of treatment %s done", name)  # `tsops quality compare` counts these for its progress
         rows.append({"treatment": name, **_metrics(test, pred),
                      "n_flagged": int(flagged.sum()) if name != "clean" else 0})
     out = pd.DataFrame(rows).set_index("treatment")

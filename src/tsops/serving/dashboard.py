@@ -25,8 +25,9 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
+from tsops.analysis.plotting import CSS_FONT_STACK, HANGUL_FONT, font_face_css, web_font
 from tsops.masking import mask_secrets, mask_url
 from tsops.serving.auth import DEFAULT_MAX_BODY, TokenGuard
 
@@ -179,7 +180,8 @@ def svg_plot(data: PlotData, *, width: int = PLOT_W, height: int = PLOT_H, title
         xs.append(fc["ts"])
         ys += [fc[k] for k in ("mean", "lo_80", "hi_80", "lo_95", "hi_95") if k in fc]
     head = (f'<svg id="series-plot" class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
+            f'width="{width}" height="{height}" font-family="{html.escape(CSS_FONT_STACK)}" role="img" '
+            f'aria-label="{html.escape(title)}">'
             f"<title>{html.escape(title)}</title>")
     allx = np.concatenate(xs) if xs else np.array([], dtype=np.int64)
     ally = np.concatenate([np.asarray(y, dtype=float) for y in ys]) if ys else np.array([])
@@ -484,9 +486,11 @@ def _child_backtest(client, run_id: str, info: Mapping[str, Any]) -> dict[str, A
 
 
 # ============================================================================ HTML
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','Noto Sans CJK KR',sans-serif;margin:0;
-color:#202124;background:#f8f9fa}
+#: The bundled Hangul font, served by the dashboard itself (a browser without CJK system fonts renders ids
+#: such as "광주 A|C02" with it); see tsops.analysis.plotting.
+FONT_ROUTE = f"/static/fonts/{HANGUL_FONT}.woff"
+
+_CSS = f"body{{font-family:{CSS_FONT_STACK};margin:0;color:#202124;background:#f8f9fa}}" + """
 header{background:#202124;color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:baseline}
 header a{color:#e8eaed;text-decoration:none}header a:hover{text-decoration:underline}
 header .brand{font-weight:700;font-size:18px;color:#fff}
@@ -526,8 +530,11 @@ def _page(request: Request, title: str, body: str, status: int = 200) -> HTMLRes
     project = _state(request)
     nav = (f'<header><a class="brand" href="{base}/">tsops</a><span class="muted">{_e(project.config.name)}</span>'
            f'<a href="{base}/">datasets</a><a href="{base}/models">models</a><a href="{base}/runs">runs</a></header>')
+    font = base + FONT_ROUTE
     doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · tsops</title>'
-           f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
+           f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+           f'<link rel="preload" href="{font}" as="font" type="font/woff" crossorigin>'
+           f'<style>{font_face_css(url=font)}{_CSS}</style></head>'
            f"<body>{nav}<main>{body}</main></body></html>")
     return HTMLResponse(doc, status_code=status)
 
@@ -577,6 +584,12 @@ def _badge(status: str) -> str:
 
 
 # ============================================================================ pages
+@router.get(FONT_ROUTE, include_in_schema=False, name="dashboard_font")
+def font_file() -> Response:
+    """The bundled NanumGothic (SIL OFL) as WOFF, named by every page's ``@font-face``."""
+    return Response(web_font(), media_type="font/woff", headers={"Cache-Control": "public, max-age=604800"})
+
+
 @router.get("/", response_class=HTMLResponse, name="dashboard_index")
 def index(request: Request) -> HTMLResponse:
     """Every dataset of the catalog and the project file, with its size and time range."""

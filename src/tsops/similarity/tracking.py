@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tsops.analysis.plotting import setup_matplotlib
 from tsops.similarity.analysis import choose_stretch, distance_table, lowest_decile, outliers, summarize
 from tsops.similarity.dtw import band_halfwidth, dtw_distances
 from tsops.tracking import mlflow_utils
@@ -54,6 +55,7 @@ def compute_stretch(
 
 
 def _histogram(result: StretchResult):
+    setup_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -87,7 +89,7 @@ def log_stretch_run(
     """Log one stretch factor as an MLflow run (in the active experiment); fills run_id/model_uri."""
     import mlflow
 
-    from tsops.similarity.model import DTWSimilarityModel, model_requirements, model_signature
+    from tsops.similarity.model import DTWSimilarityModel, input_contract, model_requirements, model_signature
 
     with mlflow.start_run(run_name=f"stretch={result.stretch:g}", nested=nested) as run:
         mlflow.log_params({
@@ -120,6 +122,7 @@ def log_stretch_run(
                 signature=model_signature(id_column, value_columns),
                 input_example=input_example,
                 pip_requirements=model_requirements(),
+                metadata={"tsops_input": input_contract(id_column, value_columns)},
             )
         result.run_id = run.info.run_id
         result.model_uri = info.model_uri
@@ -135,6 +138,7 @@ def sweep(
     *,
     experiment: str,
     tracking_uri: str | None = None,
+    artifact_root: str | None = None,
     id_column: str | None = None,
     value_columns: Sequence[str] | None = None,
     normalize: bool = True,
@@ -145,13 +149,16 @@ def sweep(
     progress: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Compute and log every stretch factor (a parent run when there are several), pick one with
-    :func:`choose_stretch` and optionally register its model with alias ``champion``."""
+    :func:`choose_stretch` and optionally register its model with alias ``champion``.
+
+    ``tracking_uri``/``artifact_root``: where runs and artifacts go (default ``$MLFLOW_TRACKING_URI`` or
+    ``./mlflow.db``, ``./mlartifacts``; ``tsops -p PROJECT similar`` passes the project's)."""
     import mlflow
 
     if not stretches:
         raise ValueError("give at least one stretch factor")
     value_columns = list(value_columns) if value_columns is not None else [f"t{i}" for i in range(values.shape[1])]
-    exp_id = mlflow_utils.get_or_create_experiment(experiment, tracking_uri)
+    exp_id = mlflow_utils.get_or_create_experiment(experiment, tracking_uri, artifact_root=artifact_root)
     mlflow.set_experiment(experiment_id=exp_id)
     example = pd.DataFrame(values[: min(5, len(values))], columns=value_columns).astype(np.float64)
     if id_column:
