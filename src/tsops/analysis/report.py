@@ -180,7 +180,7 @@ def build_report(project: Project, dataset: str, out: Path | None = None, days: 
         imp = q.get("imputation") or {}
         rows.append(
             f"<tr><td>{html.escape(s['series_id'])}</td><td>{_fmt(s.get('unit'))}</td><td>{s['count']:,}</td>"
-            f"<td>{_period(s.get('period_s'))}</td><td>{_fmt(q.get('period_confidence'))}</td>"
+            f"<td>{_period(s.get('period_s'))}</td><td>{_fmt(s.get('period_confidence'))}</td>"
             f"<td>{_fmt(s.get('missing_ratio'), True)}</td><td>{_fmt(s.get('anomaly_ratio'), True)}</td>"
             f"<td>{_fmt((s.get('duplicates') or {}).get('exact'))}</td>"
             f"<td>{_fmt(imp.get('method'))}</td><td>{_fmt(imp.get('rmse'))}</td>"
