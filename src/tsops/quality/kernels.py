@@ -20,10 +20,16 @@ NAT = np.iinfo(np.int64).min
 DEDUP_LAST, DEDUP_FIRST, DEDUP_MEAN, DEDUP_FLAG = 0, 1, 2, 3
 # imputation methods done in the kernel (spline/seasonal are done in numpy/scipy on top)
 IMPUTE_NONE, IMPUTE_LINEAR, IMPUTE_LOCF, IMPUTE_EMA = 0, 1, 2, 3
-# anomaly bits
-ANOM_IQR, ANOM_IQR_DIFF, ANOM_RESIDUAL = 1, 2, 4
-# treatments
-TREAT_NONE, TREAT_DROP, TREAT_CLIP, TREAT_EMA, TREAT_INTERPOLATE = 0, 1, 2, 3, 4
+# anomaly bits (which rule flagged a point)
+ANOM_IQR, ANOM_IQR_DIFF, ANOM_RESIDUAL, ANOM_DECOMP, ANOM_BOUNDS, ANOM_STUCK = 1, 2, 4, 8, 16, 32
+# anomaly classes (what a flagged point is): faults are spike, implausible and stuck; episodes and level shifts
+# are real events
+CLS_NONE, CLS_SPIKE, CLS_IMPLAUSIBLE, CLS_STUCK, CLS_EPISODE, CLS_LEVEL_SHIFT = 0, 1, 2, 3, 4, 5
+# treatments; TREAT_FAULTS applies the fault method to the fault classes only
+TREAT_NONE, TREAT_DROP, TREAT_CLIP, TREAT_EMA, TREAT_INTERPOLATE, TREAT_FAULTS = 0, 1, 2, 3, 4, 5
+# slots of the anomaly parameter vector ``ap`` (see CleaningConfig.anomaly_params)
+AP_Z, AP_LO, AP_HI, AP_LEVEL_W, AP_SHIFT_W, AP_SHIFT_Z, AP_STUCK, AP_SPIKE_LEN, AP_NORMAL, AP_FLOOR = range(10)
+N_AP = 10
 
 # per-series statistics returned by clean_many (column order of the ``stats`` matrix)
 STAT_FIELDS = (
@@ -31,6 +37,8 @@ STAT_FIELDS = (
     "n_conflicting_duplicates", "n_valid", "period_us", "phase_us", "confidence", "explained_share",
     "jitter", "n_out", "n_missing_inserted", "n_nan_readings", "n_imputed", "n_anomalies",
     "n_gaps_unfilled", "fence_lo", "fence_hi",
+    # anomaly classes (points) and treated rows (issue 12)
+    "n_spike", "n_implausible", "n_stuck", "n_episode", "n_level_shift", "n_treated",
 )
 N_STATS = len(STAT_FIELDS)
 _S = {name: i for i, name in enumerate(STAT_FIELDS)}
@@ -38,6 +46,8 @@ S_N_RAW, S_N_NAT, S_N_FUTURE, S_N_NONFINITE, S_N_OOO = 0, 1, 2, 3, 4
 S_N_EXACT, S_N_CONFLICT, S_N_VALID, S_PERIOD, S_PHASE = 5, 6, 7, 8, 9
 S_CONF, S_EXPL, S_JITTER, S_N_OUT, S_N_MISSING = 10, 11, 12, 13, 14
 S_N_NANREAD, S_N_IMPUTED, S_N_ANOM, S_N_UNFILLED, S_LO, S_HI = 15, 16, 17, 18, 19, 20
+S_N_SPIKE = _S["n_spike"]  # n_spike .. n_level_shift follow in class order (S_N_SPIKE + cls - 1)
+S_N_TREATED = _S["n_treated"]
 
 
 # --------------------------------------------------------------------------------------------- validation/dedup
@@ -599,10 +609,433 @@ def treat(t, v, code, method, lo, hi, alpha):
                 i += 1
 
 
+# ------------------------------------------------------------------------- events vs faults (issue 12)
+@njit(cache=True)
+def _insort(buf, m, x):
+    lo = 0
+    hi = m
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(m, lo, -1):
+        buf[j] = buf[j - 1]
+    buf[lo] = x
+    return m + 1
+
+
+@njit(cache=True)
+def _remove(buf, m, x):
+    lo = 0
+    hi = m
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(lo, m - 1):
+        buf[j] = buf[j + 1]
+    return m - 1
+
+
+@njit(cache=True)
+def _quantile_sorted(buf, m, q):
+    h = (m - 1) * q
+    k = int(h)
+    if k + 1 < m:
+        return buf[k] + (h - k) * (buf[k + 1] - buf[k])
+    return buf[k]
+
+
+@njit(cache=True)
+def rolling_quantiles(x, a, b, qs, out, cnt):
+    """``out[i, j]`` = quantile ``qs[j]`` (linear interpolation) of the finite values of ``x[i-a : i+b+1]``
+    (clipped at the ends; NaN when there are none), ``cnt[i]`` their number. ``a >= 0``, ``a + b >= 0``.
+
+    One sorted window slides over the series: O(n * window) in the worst case, no allocation per step.
+    """
+    n = x.size
+    buf = np.empty(max(1, a + b + 1))
+    m = 0
+    for j in range(0, min(n - 1, b) + 1):
+        if not np.isnan(x[j]):
+            m = _insort(buf, m, x[j])
+    for i in range(n):
+        cnt[i] = m
+        for q in range(qs.size):
+            out[i, q] = _quantile_sorted(buf, m, qs[q]) if m > 0 else np.nan
+        r = i - a
+        if r >= 0 and not np.isnan(x[r]):
+            m = _remove(buf, m, x[r])
+        j = i + 1 + b
+        if 0 <= j < n and not np.isnan(x[j]):
+            m = _insort(buf, m, x[j])
+
+
+@njit(cache=True)
+def _rolling_median(x, a, b):
+    out = np.empty((x.size, 1))
+    cnt = np.empty(x.size, np.int64)
+    rolling_quantiles(x, a, b, np.array([0.5]), out, cnt)
+    return out[:, 0]
+
+
+@njit(cache=True)
+def _nanmedian(x):
+    m = 0
+    y = np.empty(x.size)
+    for i in range(x.size):
+        if not np.isnan(x[i]):
+            y[m] = x[i]
+            m += 1
+    if m == 0:
+        return np.nan
+    return np.median(y[:m])
+
+
+@njit(cache=True)
+def robust_decompose_seasons(x, gidx, seasons, level_window):
+    """Outlier-resistant decomposition ``x = trend + seasonal + resid`` with the given season lengths.
+
+    ``x`` NaN = no reading; ``gidx`` the grid index of each row (phase = ``gidx % season``); ``seasons`` in
+    samples (none: trend only). Trend: centred rolling median over ``level_window`` samples of the
+    deseasonalised values; each season: per-phase median of what the trend and the shorter seasons leave,
+    centred on zero. Two passes. Medians throughout, so neither a spike nor an episode bends the season.
+    Returns (trend, seasonal).
+    """
+    n = x.size
+    half = max(1, level_window // 2)
+    seasonal = np.zeros(n)
+    trend = _rolling_median(x, half, half)
+    ns = 0
+    for s in seasons:
+        if s >= 2 and 2 * s <= n:
+            ns += 1
+    if ns == 0:
+        return trend, seasonal
+    for _ in range(2):
+        comp = np.zeros(n)
+        for s in sorted(seasons):
+            if s < 2 or 2 * s > n:
+                continue
+            det = x - trend - comp
+            # per-phase medians: group the rows by phase with one counting sort
+            cnt = np.zeros(s, np.int64)
+            for i in range(n):
+                if not np.isnan(det[i]):
+                    cnt[gidx[i] % s] += 1
+            start = np.zeros(s + 1, np.int64)
+            for p in range(s):
+                start[p + 1] = start[p] + cnt[p]
+            buf = np.empty(start[s])
+            pos = start[:s].copy()
+            for i in range(n):
+                if not np.isnan(det[i]):
+                    p = gidx[i] % s
+                    buf[pos[p]] = det[i]
+                    pos[p] += 1
+            prof = np.full(s, np.nan)
+            for p in range(s):
+                if cnt[p] > 0:
+                    prof[p] = np.median(buf[start[p]:start[p + 1]])
+            c = _nanmedian(prof)
+            for p in range(s):
+                prof[p] = 0.0 if np.isnan(prof[p]) else prof[p] - c
+            for i in range(n):
+                comp[i] += prof[gidx[i] % s]
+        seasonal = comp
+        trend = _rolling_median(x - seasonal, half, half)
+    return trend, seasonal
+
+
+@njit(cache=True)
+def _robust_sd(r):
+    """1.4826 * MAD of the finite values; for degenerate (quantised) data see :func:`_degenerate_spread`."""
+    med = _nanmedian(r)
+    if np.isnan(med):
+        return 0.0
+    a = np.abs(r - med)
+    sd = 1.4826 * _nanmedian(a)
+    if sd == 0.0:
+        m = 0
+        y = np.empty(r.size)
+        for i in range(r.size):
+            if not np.isnan(r[i]):
+                y[m] = r[i]
+                m += 1
+        sd = _degenerate_spread(y[:m], med)
+    return sd
+
+
+@njit(cache=True)
+def _season_windows(seasons, ap):
+    """(level window, shift window, stuck run) in samples: configured, or derived from the seasons."""
+    smax = 0
+    smin = 0
+    for s in seasons:
+        if s >= 2:
+            smax = max(smax, s)
+            smin = s if smin == 0 else min(smin, s)
+    lw = int(ap[AP_LEVEL_W])
+    if lw <= 0:
+        lw = (smax | 1) if smax > 0 else 25
+    sw = int(ap[AP_SHIFT_W])
+    if sw <= 0:
+        sw = 4 * lw
+    stuck = int(ap[AP_STUCK])
+    if stuck == 0:
+        stuck = smin if smin > 0 else 2 * lw
+    return lw, sw, stuck
+
+
+@njit(cache=True)
+def _detect_stuck(x, usable, min_run, code):
+    """Runs of at least ``min_run`` identical consecutive readings get ANOM_STUCK. Off when most consecutive
+    readings are equal anyway (a step-like or coarsely quantised series)."""
+    n = x.size
+    idx = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if usable[i]:
+            idx[m] = i
+            m += 1
+    if m < 2 or min_run < 2:
+        return
+    same = 0
+    for j in range(1, m):
+        if x[idx[j]] == x[idx[j - 1]]:
+            same += 1
+    if same > 0.5 * (m - 1):
+        return
+    j = 0
+    while j < m:
+        k = j + 1
+        while k < m and x[idx[k]] == x[idx[j]]:
+            k += 1
+        if k - j >= min_run:
+            for q in range(j, k):
+                code[idx[q]] |= ANOM_STUCK
+        j = k
+
+
+@njit(cache=True)
+def _detect_shifts(y, usable, sw, shift_z, floor, shifts):
+    """Level shifts of the deseasonalised series ``y``: at i the median of the next ``sw`` readings differs
+    from the median of the previous ``sw`` by more than ``shift_z`` robust sds of either window (at least
+    ``floor``), and the new level still holds over the ``sw`` readings after that. One shift (the largest
+    change) per run of such points. Writes the magnitude at the shift row into ``shifts`` (NaN elsewhere);
+    returns the number of shifts."""
+    n = y.size
+    for i in range(n):
+        shifts[i] = np.nan
+    if n < 3 * sw or sw < 2:
+        return 0
+    qs = np.array([0.25, 0.5, 0.75])
+    left = np.empty((n, 3))
+    right = np.empty((n, 3))
+    cl = np.empty(n, np.int64)
+    cr = np.empty(n, np.int64)
+    rolling_quantiles(y, sw, -1, qs, left, cl)
+    rolling_quantiles(y, 0, sw - 1, qs, right, cr)
+    need = sw // 2
+    ns = 0
+    best = -1
+    best_d = 0.0
+    last = -sw - 1
+    for i in range(sw, n + 1):
+        ok = False
+        d = 0.0
+        if i < n - sw and usable[i] and cl[i] >= need and cr[i] >= need and cr[i + sw] >= need:
+            d = right[i, 1] - left[i, 1]
+            spread = max(left[i, 2] - left[i, 0], right[i, 2] - right[i, 0]) / 1.349
+            spread = max(spread, floor)
+            d2 = right[i + sw, 1] - left[i, 1]
+            ok = abs(d) > shift_z * spread and d * d2 > 0.0 and abs(d2) > 0.5 * abs(d)
+        if ok:
+            if best < 0 or abs(d) > abs(best_d):
+                best = i
+                best_d = d
+        elif best >= 0:
+            if best - last > sw:
+                c = _refine_step(y, best, sw, left[best, 1], right[best, 1])
+                shifts[c] = best_d
+                ns += 1
+                last = c
+            best = -1
+    return ns
+
+
+@njit(cache=True)
+def _refine_step(y, best, sw, lmed, rmed):
+    """Where exactly the level changes near ``best``: the split of ``y[best-sw : best+sw]`` into the two levels
+    ``lmed`` | ``rmed`` with the least absolute deviation (the window medians blur the step by a few samples)."""
+    n = y.size
+    a = max(0, best - sw)
+    b = min(n, best + sw)
+    h = max(1, sw // 2)
+    # cost(c) = sum_{j<c} |y_j - lmed| + sum_{j>=c} |y_j - rmed|, updated incrementally in c
+    cost = 0.0
+    lo = max(a + 1, best - h)
+    for j in range(a, b):
+        if not np.isnan(y[j]):
+            cost += abs(y[j] - (lmed if j < lo else rmed))
+    out = lo
+    best_cost = cost if not np.isnan(y[lo]) else np.inf
+    for c in range(lo + 1, min(b - 1, best + h) + 1):
+        yj = y[c - 1]
+        if not np.isnan(yj):
+            cost += abs(yj - lmed) - abs(yj - rmed)
+        if not np.isnan(y[c]) and cost < best_cost:
+            best_cost = cost
+            out = c
+    return out
+
+
+@njit(cache=True)
+def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
+    """Flag and classify: bounds -> implausible, long identical runs -> stuck, robust-decomposition residuals
+    (``|resid| > z`` local robust sds) -> spike / episode / level shift; level shifts also from a step test.
+
+    ``x`` is the grid (NaN = no reading), ``usable`` the real readings. ORs rule bits into ``code``, writes
+    the class of every flagged point into ``cls`` and its residual (level shifts: the change of level)
+    into ``score``. Points already flagged by other rules (IQR) are classified the same way.
+    """
+    n = x.size
+    for i in range(n):
+        cls[i] = CLS_NONE
+        score[i] = np.nan
+    if n == 0:
+        return
+    z = ap[AP_Z]
+    lw, sw, stuck = _season_windows(seasons, ap)
+    if methods & ANOM_BOUNDS:
+        for i in range(n):
+            if usable[i] and (x[i] < ap[AP_LO] or x[i] > ap[AP_HI]):
+                code[i] |= ANOM_BOUNDS
+    if methods & ANOM_STUCK and stuck > 0:
+        _detect_stuck(x, usable, stuck, code)
+    xd = np.full(n, np.nan)
+    m = 0
+    for i in range(n):
+        if usable[i] and not (code[i] & (ANOM_BOUNDS | ANOM_STUCK)):
+            xd[i] = x[i]
+            m += 1
+    sig = np.zeros(n)
+    resid = np.full(n, np.nan)
+    shifts = np.full(n, np.nan)
+    decomp = (methods & ANOM_DECOMP) != 0 and m >= 8
+    if decomp:
+        gidx = np.empty(n, np.int64)
+        for i in range(n):
+            gidx[i] = np.int64(np.floor((t[i] - t[0]) / period + 0.5)) if period > 0 else i
+        trend, seasonal = robust_decompose_seasons(xd, gidx, seasons, lw)
+        resid = xd - trend - seasonal
+        sd = _robust_sd(resid)
+        if sd <= 0.0:
+            sd = 1e-9 * (abs(_nanmedian(xd)) + 1.0)
+        floor = ap[AP_FLOOR] * sd
+        med = _nanmedian(resid)
+        dev = np.abs(resid - med)
+        h = 2 * lw
+        local = _rolling_median(dev, h, h)
+        for i in range(n):
+            sig[i] = max(1.4826 * local[i], floor) if not np.isnan(local[i]) else sd
+            if not np.isnan(resid[i]):
+                score[i] = resid[i]
+                if abs(resid[i]) > z * sig[i]:
+                    code[i] |= ANOM_DECOMP
+        if ap[AP_SHIFT_Z] > 0:
+            y = xd - seasonal
+            if _detect_shifts(y, usable, sw, ap[AP_SHIFT_Z], max(floor, 0.5 * sd), shifts) > 0:
+                for i in range(n):
+                    if not np.isnan(shifts[i]):
+                        code[i] |= ANOM_DECOMP
+                        score[i] = shifts[i]
+    # points near a level shift belong to it
+    near = np.zeros(n, np.bool_)
+    hl = lw // 2 + 1
+    for i in range(n):
+        if not np.isnan(shifts[i]):
+            for q in range(max(0, i - hl), min(n, i + hl + 1)):
+                near[q] = True
+    # classify over the sequence of real readings
+    idx = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if usable[i]:
+            idx[m] = i
+            m += 1
+    elev = np.zeros(n, np.bool_)
+    nf = ap[AP_NORMAL]
+    for i in range(n):
+        elev[i] = code[i] != 0 or (decomp and not np.isnan(resid[i]) and abs(resid[i]) > nf * z * sig[i])
+    max_len = int(ap[AP_SPIKE_LEN])
+    j = 0
+    while j < m:
+        i = idx[j]
+        if code[i] == 0:
+            j += 1
+            continue
+        if code[i] & ANOM_BOUNDS:
+            cls[i] = CLS_IMPLAUSIBLE
+            j += 1
+            continue
+        if code[i] & ANOM_STUCK:
+            cls[i] = CLS_STUCK
+            j += 1
+            continue
+        k = j + 1
+        while k < m and code[idx[k]] != 0 and not (code[idx[k]] & (ANOM_BOUNDS | ANOM_STUCK)):
+            k += 1
+        # run idx[j:k] of flagged readings
+        c = CLS_EPISODE
+        shift = False
+        for q in range(j, k):
+            if near[idx[q]]:
+                shift = True
+        if shift:
+            c = CLS_LEVEL_SHIFT
+        elif k - j <= max_len and (j > 0 or k < m):
+            a = idx[j]
+            b = idx[k - 1]
+            ok = True
+            sgn = 0.0
+            for q in range(j, k):
+                dq = resid[idx[q]] if decomp and not np.isnan(resid[idx[q]]) else 0.0
+                if dq != 0.0:
+                    if sgn == 0.0:
+                        sgn = np.sign(dq)
+                    elif np.sign(dq) != sgn:
+                        ok = False
+            jin = 0.0
+            jout = 0.0
+            if j > 0:
+                p = idx[j - 1]
+                jin = x[a] - x[p]
+                ok = ok and not elev[p] and abs(jin) > nf * z * sig[a]
+            if k < m:
+                nx = idx[k]
+                jout = x[nx] - x[b]
+                ok = ok and not elev[nx] and abs(jout) > nf * z * sig[b]
+            if j > 0 and k < m:
+                ok = ok and jin * jout < 0.0
+            s_jump = np.sign(jin) if j > 0 else -np.sign(jout)
+            if sgn != 0.0 and s_jump != sgn:
+                ok = False
+            if ok:
+                c = CLS_SPIKE
+        for q in range(j, k):
+            cls[idx[q]] = c
+        j = k
+
+
 # ------------------------------------------------------------------------------------------------ full chain
 @njit(cache=True)
-def _finish_one(ot, ov, oraw, omiss, oimp, ocode, impute_method, alpha, anom_methods, k_val, k_diff,
-                treatment, st):
+def _finish_one(ot, ov, oraw, omiss, oimp, ocode, ocls, oscore, otreat, impute_method, alpha, anom_methods, k_val,
+                k_diff, treatment, fault_method, seasons, ap, st):
     n = ot.size
     nan_read = 0
     for i in range(n):
@@ -616,9 +1049,18 @@ def _finish_one(ot, ov, oraw, omiss, oimp, ocode, impute_method, alpha, anom_met
         usable[i] = not np.isnan(ov[i])
         ocode[i] = 0
     lo, hi = detect_anomalies(ov, usable, anom_methods, k_val, k_diff, ocode)
+    detect_events(ot, ov, usable, seasons, st[S_PERIOD], anom_methods, ap, ocode, ocls, oscore)
+    # what gets replaced: the fault classes only (TREAT_FAULTS), or every flagged point (the other methods)
+    method = treatment
+    for i in range(n):
+        otreat[i] = ocode[i] != 0
+    if treatment == TREAT_FAULTS:
+        method = fault_method
+        for i in range(n):
+            otreat[i] = ocls[i] == CLS_SPIKE or ocls[i] == CLS_IMPLAUSIBLE or ocls[i] == CLS_STUCK
     anchors = ov.copy()
     for i in range(n):
-        if ocode[i] != 0:
+        if otreat[i]:
             anchors[i] = np.nan
     filled = np.empty(n, np.bool_)
     impute(ot, anchors, impute_method, alpha, filled)
@@ -631,13 +1073,27 @@ def _finish_one(ot, ov, oraw, omiss, oimp, ocode, impute_method, alpha, anom_met
             cnt += 1
     st[S_N_IMPUTED] = cnt
     na = 0
+    for c in range(CLS_LEVEL_SHIFT):
+        st[S_N_SPIKE + c] = 0
     for i in range(n):
         if ocode[i] != 0:
             na += 1
+        if ocls[i] != CLS_NONE:
+            st[S_N_SPIKE + ocls[i] - 1] += 1
     st[S_N_ANOM] = na
     st[S_LO] = lo
     st[S_HI] = hi
-    treat(ot, ov, ocode, treatment, lo, hi, alpha)
+    tcode = np.empty(n, np.uint8)
+    for i in range(n):
+        tcode[i] = 1 if otreat[i] else 0
+    treat(ot, ov, tcode, method, lo, hi, alpha)
+    nt = 0
+    for i in range(n):
+        if method == TREAT_NONE:
+            otreat[i] = False
+        if otreat[i]:
+            nt += 1
+    st[S_N_TREATED] = nt
 
 
 @njit(cache=True)
@@ -672,10 +1128,12 @@ def _prepare_and_period(t_in, v_in, now, policy, period_override, coverage, tol,
 
 
 def _clean_many_body(ts, values, offsets, now, policy, period_override, coverage, tol, max_sample,
-                     max_fill, min_conf, impute_method, alpha, anom_methods, k_val, k_diff, treatment):
+                     max_fill, min_conf, impute_method, alpha, anom_methods, k_val, k_diff, treatment,
+                     fault_method, season_off, season_val, ap):
     """Two parallel passes over the series: (1) validate, dedup, period, output size; (2) the same
     validation/dedup again into per-series scratch (cheaper than page-faulting a data-sized work array), then
-    gap filling, imputation, anomaly detection and treatment straight into the output arrays."""
+    gap filling, imputation, anomaly detection and treatment straight into the output arrays. Series ``s``
+    has the season lengths ``season_val[season_off[s]:season_off[s + 1]]``."""
     ns = offsets.size - 1
     stats = np.zeros((ns, N_STATS))
     nout = np.zeros(ns + 1, np.int64)
@@ -696,6 +1154,9 @@ def _clean_many_body(ts, values, offsets, now, policy, period_override, coverage
     oconf = np.empty(m, np.bool_)
     oimp = np.empty(m, np.bool_)
     ocode = np.empty(m, np.uint8)
+    ocls = np.empty(m, np.uint8)
+    oscore = np.empty(m)
+    otreat = np.empty(m, np.bool_)
     for s in prange(ns):
         a = offsets[s]
         b = offsets[s + 1]
@@ -709,9 +1170,10 @@ def _clean_many_body(ts, values, offsets, now, policy, period_override, coverage
         d = out_off[s + 1]
         fill_gaps(wt[:k], wv[:k], wraw[:k], wconf[:k], _fill_period(stats[s], min_conf), max_fill,
                   ot[c:d], ov[c:d], oraw[c:d], omiss[c:d], oconf[c:d])
-        _finish_one(ot[c:d], ov[c:d], oraw[c:d], omiss[c:d], oimp[c:d], ocode[c:d], impute_method, alpha,
-                    anom_methods, k_val, k_diff, treatment, stats[s])
-    return out_off, ot, ov, oraw, omiss, oconf, oimp, ocode, stats
+        _finish_one(ot[c:d], ov[c:d], oraw[c:d], omiss[c:d], oimp[c:d], ocode[c:d], ocls[c:d], oscore[c:d],
+                    otreat[c:d], impute_method, alpha, anom_methods, k_val, k_diff, treatment, fault_method,
+                    season_val[season_off[s]:season_off[s + 1]], ap, stats[s])
+    return out_off, ot, ov, oraw, omiss, oconf, oimp, ocode, ocls, oscore, otreat, stats
 
 
 def _renamed(fn, name: str):
