@@ -697,11 +697,81 @@ def _nanmedian(x):
 
 
 @njit(cache=True)
+def _local_quadratic(x, wt, half, fallback, out):
+    """``out[i]`` = intercept of the weighted quadratic least-squares fit over ``x[i-half : i+half+1]``
+    (``fallback[i]`` where the weights sum to less than 3 or the fit is singular)."""
+    n = x.size
+    for i in range(n):
+        s0 = s1 = s2 = s3 = s4 = 0.0
+        y0 = y1 = y2 = 0.0
+        for j in range(max(0, i - half), min(n, i + half + 1)):
+            w = wt[j]
+            if w > 0.0:
+                u = float(j - i) / (half + 1.0)
+                u2 = u * u
+                s0 += w
+                s1 += w * u
+                s2 += w * u2
+                s3 += w * u2 * u
+                s4 += w * u2 * u2
+                y0 += w * x[j]
+                y1 += w * u * x[j]
+                y2 += w * u2 * x[j]
+        # Cramer's rule on the 3x3 normal equations; centred coordinates, so the level is the intercept
+        det = s0 * (s2 * s4 - s3 * s3) - s1 * (s1 * s4 - s3 * s2) + s2 * (s1 * s3 - s2 * s2)
+        if s0 >= 3.0 and abs(det) > 1e-9 * max(1e-300, s0 * s2 * s4):
+            out[i] = (y0 * (s2 * s4 - s3 * s3) - s1 * (y1 * s4 - s3 * y2) + s2 * (y1 * s3 - s2 * y2)) / det
+        else:
+            out[i] = fallback[i]
+
+
+@njit(cache=True)
+def robust_level(x, half):
+    """Robust local level over windows of ``2 * half + 1`` samples: a local quadratic fit (LOESS-like) with
+    robustness weights. Start: readings within 3 robust sds of the running median (all readings over the
+    ends, where a clipped median is biased on a slope); then two passes with bisquare weights of the
+    residual of the previous fit (6 robust sds), as in STL's outer loop.
+
+    The running median alone would do for the outliers but not for the shape: on a slope it snaps onto the
+    data (its residual, and any scale taken from it, collapses to zero), at a peak it is biased by the
+    curvature. Spikes and episodes get weight 0 and cannot bend the fit.
+    """
+    n = x.size
+    med = _rolling_median(x, half, half)
+    res = np.full(n, np.nan)
+    for i in range(n):
+        if not np.isnan(x[i]):
+            res[i] = abs(x[i] - med[i])
+    sd = 1.4826 * _nanmedian(res)
+    wt = np.zeros(n)
+    for i in range(n):
+        if not np.isnan(res[i]):
+            edge = i < half or i >= n - half
+            wt[i] = 1.0 if (edge or sd == 0.0 or res[i] <= 3.0 * sd) else 0.0
+    out = np.empty(n)
+    _local_quadratic(x, wt, half, med, out)
+    for _ in range(2):
+        for i in range(n):
+            res[i] = abs(x[i] - out[i]) if not np.isnan(x[i]) else np.nan
+        h = 6.0 * _nanmedian(res)
+        if not h > 0.0:
+            break
+        for i in range(n):
+            if np.isnan(res[i]):
+                wt[i] = 0.0
+            else:
+                u = res[i] / h
+                wt[i] = (1.0 - u * u) ** 2 if u < 1.0 else 0.0
+        _local_quadratic(x, wt, half, med, out)
+    return out
+
+
+@njit(cache=True)
 def robust_decompose_seasons(x, gidx, seasons, level_window):
     """Outlier-resistant decomposition ``x = trend + seasonal + resid`` with the given season lengths.
 
     ``x`` NaN = no reading; ``gidx`` the grid index of each row (phase = ``gidx % season``); ``seasons`` in
-    samples (none: trend only). Trend: centred rolling median over ``level_window`` samples of the
+    samples (none: trend only). Trend: :func:`robust_level` over ``level_window`` samples of the
     deseasonalised values; each season: per-phase median of what the trend and the shorter seasons leave,
     centred on zero. Two passes. Medians throughout, so neither a spike nor an episode bends the season.
     Returns (trend, seasonal).
@@ -709,7 +779,7 @@ def robust_decompose_seasons(x, gidx, seasons, level_window):
     n = x.size
     half = max(1, level_window // 2)
     seasonal = np.zeros(n)
-    trend = _rolling_median(x, half, half)
+    trend = robust_level(x, half)
     ns = 0
     for s in seasons:
         if s >= 2 and 2 * s <= n:
@@ -747,7 +817,7 @@ def robust_decompose_seasons(x, gidx, seasons, level_window):
             for i in range(n):
                 comp[i] += prof[gidx[i] % s]
         seasonal = comp
-        trend = _rolling_median(x - seasonal, half, half)
+        trend = robust_level(x - seasonal, half)
     return trend, seasonal
 
 
@@ -933,7 +1003,8 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
             gidx[i] = np.int64(np.floor((t[i] - t[0]) / period + 0.5)) if period > 0 else i
         trend, seasonal = robust_decompose_seasons(xd, gidx, seasons, lw)
         resid = xd - trend - seasonal
-        sd = _robust_sd(resid)
+        # a noise-free series leaves only rounding in the residual: never go below 0.1% of the values' spread
+        sd = max(_robust_sd(resid), 1e-3 * _robust_sd(xd))
         if sd <= 0.0:
             sd = 1e-9 * (abs(_nanmedian(xd)) + 1.0)
         floor = ap[AP_FLOOR] * sd
