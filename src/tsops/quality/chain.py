@@ -212,7 +212,7 @@ class CleaningConfig:
         ap[K.AP_SHIFT_Z] = self.shift_z
         ap[K.AP_STUCK] = self.stuck_min_run
         ap[K.AP_SPIKE_LEN] = self.spike_max_len
-        ap[K.AP_NORMAL] = 0.5  # a neighbour of a spike stays within half the flagging threshold
+        ap[K.AP_NORMAL] = 1.0  # a spike jumps by more than the flagging threshold, away and back
         ap[K.AP_FLOOR] = 0.5  # the local scale never drops below half the series' robust sd of the residual
         return ap
 

@@ -750,10 +750,11 @@ def robust_level(x, half):
             wt[i] = 1.0 if (edge or sd == 0.0 or res[i] <= 3.0 * sd) else 0.0
     out = np.empty(n)
     _local_quadratic(x, wt, half, med, out)
+    floor = 1e-2 * _robust_sd(x)  # noise-free data: rounding-sized residuals must not get weight 0
     for _ in range(2):
         for i in range(n):
             res[i] = abs(x[i] - out[i]) if not np.isnan(x[i]) else np.nan
-        h = 6.0 * _nanmedian(res)
+        h = 6.0 * max(_nanmedian(res), floor)
         if not h > 0.0:
             break
         for i in range(n):
@@ -965,6 +966,47 @@ def _refine_step(y, best, sw, lmed, rmed):
 
 
 @njit(cache=True)
+def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp):
+    """Is the short run of flagged readings ``run`` (rows) between the readings ``p`` and ``nx`` (-1: none)
+    a spike? It jumps away from its neighbours and back (opposite-sign jumps, each beyond ``zn`` local sds),
+    all its points on one side, neighbours that are not faults and close to each other (within half the
+    excursion: so also a spike on top of a real, slower change). One neighbour (series end): that neighbour
+    must be normal."""
+    a = run[0]
+    b = run[-1]
+    for q in (p, nx):
+        if q >= 0 and code[q] & (ANOM_BOUNDS | ANOM_STUCK):
+            return False
+    if p >= 0 and nx >= 0:
+        base = 0.5 * (x[p] + x[nx])
+        sgn = np.sign(x[a] - base)
+        exc = np.inf
+        for q in run:
+            d = x[q] - base
+            if np.sign(d) != sgn or sgn == 0.0:
+                return False
+            exc = min(exc, abs(d))
+        jin = x[a] - x[p]
+        jout = x[nx] - x[b]
+        if jin * jout >= 0.0 or abs(jin) <= zn * sig[a] or abs(jout) <= zn * sig[b]:
+            return False
+        if decomp:
+            for q in run:  # the residual agrees with the jumps
+                if not np.isnan(resid[q]) and np.sign(resid[q]) != sgn:
+                    return False
+        return abs(x[nx] - x[p]) <= 0.5 * exc
+    q = p if p >= 0 else nx
+    if elev[q]:
+        return False
+    e = a if p >= 0 else b
+    j = x[e] - x[q]
+    for r in run:
+        if np.sign(x[r] - x[q]) != np.sign(j):
+            return False
+    return abs(j) > zn * sig[e]
+
+
+@njit(cache=True)
 def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
     """Flag and classify: bounds -> implausible, long identical runs -> stuck, robust-decomposition residuals
     (``|resid| > z`` local robust sds) -> spike / episode / level shift; level shifts also from a step test.
@@ -1003,8 +1045,8 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
             gidx[i] = np.int64(np.floor((t[i] - t[0]) / period + 0.5)) if period > 0 else i
         trend, seasonal = robust_decompose_seasons(xd, gidx, seasons, lw)
         resid = xd - trend - seasonal
-        # a noise-free series leaves only rounding in the residual: never go below 0.1% of the values' spread
-        sd = max(_robust_sd(resid), 1e-3 * _robust_sd(xd))
+        # a noise-free series leaves only rounding in the residual: never go below 1% of the values' spread
+        sd = max(_robust_sd(resid), 1e-2 * _robust_sd(xd))
         if sd <= 0.0:
             sd = 1e-9 * (abs(_nanmedian(xd)) + 1.0)
         floor = ap[AP_FLOOR] * sd
@@ -1044,24 +1086,40 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
     for i in range(n):
         elev[i] = code[i] != 0 or (decomp and not np.isnan(resid[i]) and abs(resid[i]) > nf * z * sig[i])
     max_len = int(ap[AP_SPIKE_LEN])
+    zn = nf * z
+    faults = ANOM_BOUNDS | ANOM_STUCK
+    for j in range(m):
+        i = idx[j]
+        if code[i] & ANOM_BOUNDS:
+            cls[i] = CLS_IMPLAUSIBLE
+        elif code[i] & ANOM_STUCK:
+            cls[i] = CLS_STUCK
+    # spikes: a jump away and back over 1 .. max_len readings, also inside a run of flagged readings (a spike on
+    # top of a real episode); interior readings here, the ends of the series below
+    for j in range(1, m - 1):
+        i = idx[j]
+        if code[i] == 0 or cls[i] != CLS_NONE:
+            continue
+        for ln in range(1, max_len + 1):
+            if j + ln >= m:
+                break
+            last = idx[j + ln - 1]
+            if code[last] == 0 or code[last] & faults or cls[last] != CLS_NONE:
+                break
+            if _is_spike(x, idx[j:j + ln], idx[j - 1], idx[j + ln], code, elev, resid, sig, zn, decomp):
+                for q in range(j, j + ln):
+                    cls[idx[q]] = CLS_SPIKE
+                break
+    # the other flagged readings, by runs: near a level shift -> level_shift, else episode
     j = 0
     while j < m:
         i = idx[j]
-        if code[i] == 0:
-            j += 1
-            continue
-        if code[i] & ANOM_BOUNDS:
-            cls[i] = CLS_IMPLAUSIBLE
-            j += 1
-            continue
-        if code[i] & ANOM_STUCK:
-            cls[i] = CLS_STUCK
+        if code[i] == 0 or cls[i] != CLS_NONE:
             j += 1
             continue
         k = j + 1
-        while k < m and code[idx[k]] != 0 and not (code[idx[k]] & (ANOM_BOUNDS | ANOM_STUCK)):
+        while k < m and code[idx[k]] != 0 and cls[idx[k]] == CLS_NONE:
             k += 1
-        # run idx[j:k] of flagged readings
         c = CLS_EPISODE
         shift = False
         for q in range(j, k):
@@ -1069,34 +1127,10 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
                 shift = True
         if shift:
             c = CLS_LEVEL_SHIFT
-        elif k - j <= max_len and (j > 0 or k < m):
-            a = idx[j]
-            b = idx[k - 1]
-            ok = True
-            sgn = 0.0
-            for q in range(j, k):
-                dq = resid[idx[q]] if decomp and not np.isnan(resid[idx[q]]) else 0.0
-                if dq != 0.0:
-                    if sgn == 0.0:
-                        sgn = np.sign(dq)
-                    elif np.sign(dq) != sgn:
-                        ok = False
-            jin = 0.0
-            jout = 0.0
-            if j > 0:
-                p = idx[j - 1]
-                jin = x[a] - x[p]
-                ok = ok and not elev[p] and abs(jin) > nf * z * sig[a]
-            if k < m:
-                nx = idx[k]
-                jout = x[nx] - x[b]
-                ok = ok and not elev[nx] and abs(jout) > nf * z * sig[b]
-            if j > 0 and k < m:
-                ok = ok and jin * jout < 0.0
-            s_jump = np.sign(jin) if j > 0 else -np.sign(jout)
-            if sgn != 0.0 and s_jump != sgn:
-                ok = False
-            if ok:
+        elif k - j <= max_len and (j == 0) != (k == m):
+            p = idx[j - 1] if j > 0 else -1
+            nx = idx[k] if k < m else -1
+            if _is_spike(x, idx[j:k], p, nx, code, elev, resid, sig, zn, decomp):
                 c = CLS_SPIKE
         for q in range(j, k):
             cls[idx[q]] = c
