@@ -222,7 +222,7 @@ def bench_set(name: str, df: pd.DataFrame, level, bounds_of, variants: list[tupl
         clean, secs = run(df, cfg, window)
         dirty, _ = run(dirty_df, cfg, window)
         rows.append(evaluate(name, label, clean, dirty, truth, episodes, secs))
-        print(rows[-1], flush=True)
+        print(", ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     return rows
 
 
@@ -250,7 +250,14 @@ def main() -> None:
                     ("new (24,168)", new_config((24, 168), b), False)]
         rows += bench_set(f"UCI {col} (episode: > p99)", df, p99, lambda sid, b=b: b, variants, args.seed)
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False) if args.md else table.to_string(index=False))
+    print(markdown(table) if args.md else table.to_string(index=False))
+
+
+def markdown(table: pd.DataFrame) -> str:
+    head = "| " + " | ".join(table.columns) + " |"
+    sep = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def anomaly_events(ts_us: np.ndarray, raw: np.ndarray, cls: np.ndarray, score: n
                    treated: np.ndarray | None = None) -> list[dict]:
     """Group flagged rows into events: consecutive rows of one class (rows without a reading in between do not
     break a run). Each event: class, start / end (ISO timestamps), n_points, peak (the raw value furthest from
-    the expected one), magnitude (that distance: the residual; for a level shift the change of level; None
+    the expected one) and peak_ts (its time; for a level shift the first reading at the new level), magnitude (that distance: the residual; for a level shift the change of level; None
     when the rule gives none, e.g. implausible or stuck readings) and n_treated."""
     cls = np.asarray(cls, np.uint8)
     raw = np.asarray(raw, float)
@@ -80,7 +80,7 @@ def anomaly_events(ts_us: np.ndarray, raw: np.ndarray, cls: np.ndarray, score: n
         else:
             p, mag = rows[0], None
         out.append({"class": CLASS_NAMES[cls[rows[0]]], "start": ts[rows[0]].isoformat(),
-                    "end": ts[rows[-1]].isoformat(), "n_points": int(rows.size),
+                    "end": ts[rows[-1]].isoformat(), "peak_ts": ts[p].isoformat(), "n_points": int(rows.size),
                     "peak": float(raw[p]) if np.isfinite(raw[p]) else None, "magnitude": mag,
                     "n_treated": int(treated[rows].sum())})
     return out

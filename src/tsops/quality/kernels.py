@@ -970,8 +970,9 @@ def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp):
     """Is the short run of flagged readings ``run`` (rows) between the readings ``p`` and ``nx`` (-1: none)
     a spike? It jumps away from its neighbours and back (opposite-sign jumps, each beyond ``zn`` local sds),
     all its points on one side, neighbours that are not faults and close to each other (within half the
-    excursion: so also a spike on top of a real, slower change). One neighbour (series end): that neighbour
-    must be normal."""
+    excursion), and either normal or, when they are part of a real excursion themselves, deviating by at most
+    a third of the spike's excursion (a spike on top of an episode, not the episode's own peak). One neighbour
+    (series end): that neighbour must be normal."""
     a = run[0]
     b = run[-1]
     for q in (p, nx):
@@ -994,7 +995,15 @@ def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp):
             for q in run:  # the residual agrees with the jumps
                 if not np.isnan(resid[q]) and np.sign(resid[q]) != sgn:
                     return False
-        return abs(x[nx] - x[p]) <= 0.5 * exc
+        if abs(x[nx] - x[p]) > 0.5 * exc:
+            return False
+        if not elev[p] and not elev[nx]:
+            return True
+        # elevated neighbours (inside a real episode): the spike must dwarf their own excursion, or it is the
+        # episode's peak
+        if not decomp or np.isnan(resid[p]) or np.isnan(resid[nx]):
+            return False
+        return exc >= 3.0 * max(abs(resid[p]), abs(resid[nx]))
     q = p if p >= 0 else nx
     if elev[q]:
         return False
