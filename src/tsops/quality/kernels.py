@@ -697,27 +697,63 @@ def _nanmedian(x):
 
 
 @njit(cache=True)
+def _window_moments(x, wt, i, half, mom):
+    """From scratch: ``mom[k]`` = sum w d^k (k = 0..4), ``mom[5 + k]`` = sum w x d^k (k = 0..2) over the
+    window ``[i-half, i+half]`` (clipped), d = j - i."""
+    n = x.size
+    for k in range(8):
+        mom[k] = 0.0
+    for j in range(max(0, i - half), min(n, i + half + 1)):
+        _add_moment(mom, wt[j], x[j], float(j - i))
+
+
+@njit(cache=True)
+def _add_moment(mom, w, xj, d):
+    if w != 0.0:  # a negative weight removes a reading
+        d2 = d * d
+        mom[0] += w
+        mom[1] += w * d
+        mom[2] += w * d2
+        mom[3] += w * d2 * d
+        mom[4] += w * d2 * d2
+        mom[5] += w * xj
+        mom[6] += w * xj * d
+        mom[7] += w * xj * d2
+
+
+@njit(cache=True)
 def _local_quadratic(x, wt, half, fallback, out):
     """``out[i]`` = intercept of the weighted quadratic least-squares fit over ``x[i-half : i+half+1]``
-    (``fallback[i]`` where the weights sum to less than 3 or the fit is singular)."""
+    (``fallback[i]`` where the weights sum to less than 3 or the fit is singular).
+
+    O(n): the window's moments slide (remove the leaving reading, add the entering one, re-centre the offsets
+    by the binomial expansion), recomputed from scratch every 256 steps so rounding cannot drift."""
     n = x.size
+    mom = np.zeros(8)
     for i in range(n):
-        s0 = s1 = s2 = s3 = s4 = 0.0
-        y0 = y1 = y2 = 0.0
-        for j in range(max(0, i - half), min(n, i + half + 1)):
-            w = wt[j]
-            if w > 0.0:
-                u = float(j - i) / (half + 1.0)
-                u2 = u * u
-                s0 += w
-                s1 += w * u
-                s2 += w * u2
-                s3 += w * u2 * u
-                s4 += w * u2 * u2
-                y0 += w * x[j]
-                y1 += w * u * x[j]
-                y2 += w * u2 * x[j]
-        # Cramer's rule on the 3x3 normal equations; centred coordinates, so the level is the intercept
+        if i % 256 == 0:
+            _window_moments(x, wt, i, half, mom)
+        else:
+            # offsets are relative to i - 1 here: drop j = i-1-half (d = -half), add j = i+half (d = half+1)
+            j = i - 1 - half
+            if j >= 0:
+                _add_moment(mom, -wt[j], x[j], float(-half))
+            j = i + half
+            if j < n:
+                _add_moment(mom, wt[j], x[j], float(half + 1))
+            # re-centre on i: d -> d - 1
+            m1, m2, m3, m4 = mom[1], mom[2], mom[3], mom[4]
+            m0 = mom[0]
+            mom[1] = m1 - m0
+            mom[2] = m2 - 2.0 * m1 + m0
+            mom[3] = m3 - 3.0 * m2 + 3.0 * m1 - m0
+            mom[4] = m4 - 4.0 * m3 + 6.0 * m2 - 4.0 * m1 + m0
+            y0, y1, y2 = mom[5], mom[6], mom[7]
+            mom[6] = y1 - y0
+            mom[7] = y2 - 2.0 * y1 + y0
+        s0, s1, s2, s3, s4 = mom[0], mom[1], mom[2], mom[3], mom[4]
+        y0, y1, y2 = mom[5], mom[6], mom[7]
+        # Cramer's rule on the 3x3 normal equations; centred offsets, so the level is the intercept
         det = s0 * (s2 * s4 - s3 * s3) - s1 * (s1 * s4 - s3 * s2) + s2 * (s1 * s3 - s2 * s2)
         if s0 >= 3.0 and abs(det) > 1e-9 * max(1e-300, s0 * s2 * s4):
             out[i] = (y0 * (s2 * s4 - s3 * s3) - s1 * (y1 * s4 - s3 * y2) + s2 * (y1 * s3 - s2 * y2)) / det
@@ -863,6 +899,29 @@ def _season_windows(seasons, ap):
 
 
 @njit(cache=True)
+def _blocked_median(x, block, reach):
+    """Local median at block resolution: the median of the finite values in the blocks of ``block`` samples
+    from ``reach`` blocks before to ``reach`` after each sample's block (NaN when none). O(n log block)."""
+    n = x.size
+    nb = (n + block - 1) // block
+    out = np.full(n, np.nan)
+    buf = np.empty(min(n, (2 * reach + 1) * block))
+    for bi in range(nb):
+        a = max(0, (bi - reach) * block)
+        b = min(n, (bi + reach + 1) * block)
+        m = 0
+        for j in range(a, b):
+            if not np.isnan(x[j]):
+                buf[m] = x[j]
+                m += 1
+        if m > 0:
+            v = np.median(buf[:m])
+            for j in range(bi * block, min(n, (bi + 1) * block)):
+                out[j] = v
+    return out
+
+
+@njit(cache=True)
 def _detect_stuck(x, usable, min_run, code):
     """Runs of at least ``min_run`` identical consecutive readings get ANOM_STUCK. Off when most consecutive
     readings are equal anyway (a step-like or coarsely quantised series)."""
@@ -893,45 +952,71 @@ def _detect_stuck(x, usable, min_run, code):
 
 
 @njit(cache=True)
+def _window_quartiles(y, a, b, buf):
+    """(q1, median, q3, count) of the finite values of y[a:b]."""
+    m = 0
+    for j in range(max(0, a), min(y.size, b)):
+        if not np.isnan(y[j]):
+            buf[m] = y[j]
+            m += 1
+    if m == 0:
+        return np.nan, np.nan, np.nan, 0
+    z = np.sort(buf[:m])
+    return _quantile_sorted(z, m, 0.25), _quantile_sorted(z, m, 0.5), _quantile_sorted(z, m, 0.75), m
+
+
+@njit(cache=True)
 def _detect_shifts(y, usable, sw, shift_z, floor, shifts):
     """Level shifts of the deseasonalised series ``y``: at i the median of the next ``sw`` readings differs
     from the median of the previous ``sw`` by more than ``shift_z`` robust sds of either window (at least
-    ``floor``), and the new level still holds over the ``sw`` readings after that. One shift (the largest
-    change) per run of such points. Writes the magnitude at the shift row into ``shifts`` (NaN elsewhere);
-    returns the number of shifts."""
+    ``floor``), and the new level still holds over the ``sw`` readings after that. Tested every ``sw / 8``
+    samples (windows on that stride, so each window's quartiles are computed once); one shift per run of such
+    points (the largest change), placed exactly by :func:`_refine_step`. Writes the magnitude at the shift row
+    into ``shifts`` (NaN elsewhere); returns the number of shifts."""
     n = y.size
     for i in range(n):
         shifts[i] = np.nan
     if n < 3 * sw or sw < 2:
         return 0
-    qs = np.array([0.25, 0.5, 0.75])
-    left = np.empty((n, 3))
-    right = np.empty((n, 3))
-    cl = np.empty(n, np.int64)
-    cr = np.empty(n, np.int64)
-    rolling_quantiles(y, sw, -1, qs, left, cl)
-    rolling_quantiles(y, 0, sw - 1, qs, right, cr)
+    stride = max(1, sw // 8)
+    sw = stride * (sw // stride)
+    nw = (n - sw) // stride + 1  # windows y[k*stride : k*stride + sw]
+    q1 = np.empty(nw)
+    q2 = np.empty(nw)
+    q3 = np.empty(nw)
+    cnt = np.empty(nw, np.int64)
+    buf = np.empty(sw)
+    for k in range(nw):
+        q1[k], q2[k], q3[k], cnt[k] = _window_quartiles(y, k * stride, k * stride + sw, buf)
+    step = sw // stride
     need = sw // 2
     ns = 0
     best = -1
     best_d = 0.0
+    best_l = 0.0
+    best_r = 0.0
     last = -sw - 1
-    for i in range(sw, n + 1):
+    for k in range(step, nw + 1):  # candidate i = k * stride: left window k - step, right k, after k + step
         ok = False
         d = 0.0
-        if i < n - sw and usable[i] and cl[i] >= need and cr[i] >= need and cr[i + sw] >= need:
-            d = right[i, 1] - left[i, 1]
-            spread = max(left[i, 2] - left[i, 0], right[i, 2] - right[i, 0]) / 1.349
-            spread = max(spread, floor)
-            d2 = right[i + sw, 1] - left[i, 1]
-            ok = abs(d) > shift_z * spread and d * d2 > 0.0 and abs(d2) > 0.5 * abs(d)
+        if k + step < nw:
+            kl = k - step
+            if cnt[kl] >= need and cnt[k] >= need and cnt[k + step] >= need:
+                d = q2[k] - q2[kl]
+                spread = max(max(q3[kl] - q1[kl], q3[k] - q1[k]) / 1.349, floor)
+                d2 = q2[k + step] - q2[kl]
+                ok = abs(d) > shift_z * spread and d * d2 > 0.0 and abs(d2) > 0.5 * abs(d)
         if ok:
             if best < 0 or abs(d) > abs(best_d):
-                best = i
+                best = k
                 best_d = d
+                best_l = q2[k - step]
+                best_r = q2[k]
         elif best >= 0:
-            if best - last > sw:
-                c = _refine_step(y, best, sw, left[best, 1], right[best, 1])
+            c = _refine_step(y, best * stride, sw, best_l, best_r)
+            while c < n and not usable[c]:
+                c += 1
+            if c < n and c - last > sw:
                 shifts[c] = best_d
                 ns += 1
                 last = c
@@ -1061,8 +1146,7 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
         floor = ap[AP_FLOOR] * sd
         med = _nanmedian(resid)
         dev = np.abs(resid - med)
-        h = 2 * lw
-        local = _rolling_median(dev, h, h)
+        local = _blocked_median(dev, lw, 2)
         for i in range(n):
             sig[i] = max(1.4826 * local[i], floor) if not np.isnan(local[i]) else sd
             if not np.isnan(resid[i]):
