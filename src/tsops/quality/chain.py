@@ -427,18 +427,24 @@ def _classify_unclassified(code: np.ndarray, cls: np.ndarray) -> np.ndarray:
     return np.where(todo, np.where(isolated, K.CLS_SPIKE, K.CLS_EPISODE), cls).astype(np.uint8)
 
 
-#: at most this many events go into a quality document (the counts per class cover all of them)
-MAX_EVENTS = 1000
+#: at most this many events go into a quality document: every fault and level shift event first, then the
+#: largest episodes; in time order (the counts per class and ``n_events`` cover all of them)
+MAX_EVENTS = 300
 
 
 def _anomaly_summary(st: dict, cfg: CleaningConfig, t: np.ndarray, raw: np.ndarray, cls: np.ndarray,
                      score: np.ndarray, treated: np.ndarray) -> dict:
     """Quality-document keys of the anomaly step: counts per class, treated rows and the events."""
     events = anomaly_events(t, raw, cls, score, treated)
+    kept = events
+    if len(events) > MAX_EVENTS:
+        rank = sorted(range(len(events)), key=lambda i: (events[i]["class"] == "episode",
+                                                         -abs(events[i]["magnitude"] or 0.0)))
+        kept = [events[i] for i in sorted(rank[:MAX_EVENTS])]
     return {"anomaly_classes": {name: int(st[f"n_{name}"]) for name in CLASS_NAMES[1:]},
             "n_treated": int(st["n_treated"]), "fault_treatment": cfg.fault_treatment,
             "season_lengths": list(cfg.season_lengths), "bounds": cfg.bounds,
-            "n_events": len(events), "events": events[:MAX_EVENTS]}
+            "n_events": len(events), "events": kept}
 
 
 def _score_imputation(imputation: dict, cfg: CleaningConfig, t: np.ndarray, v: np.ndarray, hidden: np.ndarray,

@@ -1051,13 +1051,36 @@ def _refine_step(y, best, sw, lmed, rmed):
 
 
 @njit(cache=True)
-def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp):
+def _diff_scale(x, run, p, nx, hw):
+    """Noise sd from the moves between consecutive readings within ``hw`` readings of the run, the run's own
+    two jumps left out: 1.048 * median |x[j+1] - x[j]| (= sd for white noise; a trend only makes it larger)."""
+    n = x.size
+    d = np.empty(4 * hw + 2)
+    m = 0
+    prev = np.nan
+    for j in range(max(0, p - hw), min(n, nx + hw + 1)):
+        if j >= p and j <= nx:
+            prev = np.nan if j < nx else x[j]
+            continue
+        if not np.isnan(x[j]):
+            if not np.isnan(prev) and m < d.size:
+                d[m] = abs(x[j] - prev)
+                m += 1
+            prev = x[j]
+    if m < 4:
+        return 0.0
+    return 1.048 * np.median(d[:m])
+
+
+@njit(cache=True)
+def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp, hw):
     """Is the short run of flagged readings ``run`` (rows) between the readings ``p`` and ``nx`` (-1: none)
     a spike? It jumps away from its neighbours and back (opposite-sign jumps, each beyond ``zn`` local sds),
     all its points on one side, neighbours that are not faults and close to each other (within half the
     excursion), and either normal or, when they are part of a real excursion themselves, deviating by at most
-    a third of the spike's excursion (a spike on top of an episode, not the episode's own peak). One neighbour
-    (series end): that neighbour must be normal."""
+    a third of the spike's excursion (a spike on top of an episode, not the episode's own peak); the excursion
+    also beyond ``zn`` sds of the moves between neighbouring readings around it (:func:`_diff_scale`). One
+    neighbour (series end): that neighbour must be normal."""
     a = run[0]
     b = run[-1]
     for q in (p, nx):
@@ -1082,6 +1105,8 @@ def _is_spike(x, run, p, nx, code, elev, resid, sig, zn, decomp):
                     return False
         if abs(x[nx] - x[p]) > 0.5 * exc:
             return False
+        if exc <= zn * _diff_scale(x, run, p, nx, hw):
+            return False  # no larger than the series' own hour-to-hour moves around it (e.g. inside an episode)
         if not elev[p] and not elev[nx]:
             return True
         # elevated neighbours (inside a real episode): the spike must dwarf their own excursion, or it is the
@@ -1180,6 +1205,7 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
         elev[i] = code[i] != 0 or (decomp and not np.isnan(resid[i]) and abs(resid[i]) > nf * z * sig[i])
     max_len = int(ap[AP_SPIKE_LEN])
     zn = nf * z
+    hw = max(4, lw // 2)
     faults = ANOM_BOUNDS | ANOM_STUCK
     for j in range(m):
         i = idx[j]
@@ -1199,7 +1225,7 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
             last = idx[j + ln - 1]
             if code[last] == 0 or code[last] & faults or cls[last] != CLS_NONE:
                 break
-            if _is_spike(x, idx[j:j + ln], idx[j - 1], idx[j + ln], code, elev, resid, sig, zn, decomp):
+            if _is_spike(x, idx[j:j + ln], idx[j - 1], idx[j + ln], code, elev, resid, sig, zn, decomp, hw):
                 for q in range(j, j + ln):
                     cls[idx[q]] = CLS_SPIKE
                 break
@@ -1223,7 +1249,7 @@ def detect_events(t, x, usable, seasons, period, methods, ap, code, cls, score):
         elif k - j <= max_len and (j == 0) != (k == m):
             p = idx[j - 1] if j > 0 else -1
             nx = idx[k] if k < m else -1
-            if _is_spike(x, idx[j:k], p, nx, code, elev, resid, sig, zn, decomp):
+            if _is_spike(x, idx[j:k], p, nx, code, elev, resid, sig, zn, decomp, hw):
                 c = CLS_SPIKE
         for q in range(j, k):
             cls[idx[q]] = c
