@@ -5,6 +5,11 @@ float64 (NaN = missing reading). ``clean_many`` runs the whole chain (validate -
 impute -> anomalies -> treatment) over many series at once, laid out CSR-style: series ``s`` occupies
 ``ts[offsets[s]:offsets[s + 1]]``. The per-series pandas API in :mod:`tsops.quality.chain` calls the very same
 kernels on a single series, so both paths give identical numbers.
+
+Anomalies (issue 12): :func:`detect_events` flags readings outside the declared bounds, long runs of identical
+readings, and residuals of a robust decomposition with the series' given season lengths
+(:func:`robust_decompose_seasons`), adds a step test for level shifts, and classifies every flagged reading
+(spike / implausible / stuck = faults; episode / level_shift = events). ``TREAT_FAULTS`` replaces faults only.
 """
 
 from __future__ import annotations
