@@ -239,3 +239,27 @@ def test_apply_treatment_faults_and_events_helper():
     ev = anomaly_events(t, v, cls, np.array([np.nan, 8.0, np.nan, 4.0, 3.0, np.nan]), fault_mask(cls))
     assert [(e["class"], e["n_points"], e["n_treated"], e["peak"]) for e in ev] == [
         ("spike", 1, 1, 9.0), ("episode", 2, 0, 5.0)]
+
+
+def test_robust_decomposition_with_given_seasons():
+    from tsops.analysis.decompose import robust_decompose_seasons
+
+    rng = np.random.default_rng(7)
+    h = np.arange(24 * 7 * 6)
+    day = 5 * np.sin(2 * np.pi * h / 24)
+    week = 3 * (h % 168 >= 120)
+    v = 20 + 0.01 * h + day + week + rng.normal(0, 0.3, h.size)
+    v[[100, 500]] += 40.0
+    v[300:306] += np.array([5.0, 15, 25, 25, 15, 5])
+    dec = robust_decompose_seasons(v, (24, 168))
+    clean = np.ones(h.size, bool)
+    clean[[100, 500]] = False
+    clean[300:306] = False
+    fit = (dec["trend"] + dec["seasonal"]).to_numpy()
+    assert np.abs(fit - (20 + 0.01 * h + day + week))[clean].max() < 1.5
+    one_day = dec["seasonal"].to_numpy()[24 * 8:24 * 9]  # a weekday
+    assert 9 < one_day.max() - one_day.min() < 11  # the daily cycle is in the seasonal part
+    assert abs(dec["resid"].iloc[100] - 40) < 3 and dec["resid"].iloc[302] > 20  # not absorbed
+    assert np.median(np.abs(dec["resid"].to_numpy()[clean])) < 0.4
+    with pytest.raises(ValueError, match="season_lengths"):
+        robust_decompose_seasons(v, (1,))
