@@ -966,7 +966,8 @@ def _window_quartiles(y, a, b, buf):
             m += 1
     if m == 0:
         return np.nan, np.nan, np.nan, 0
-    z = np.sort(buf[:m])
+    z = buf[:m]
+    z.sort()
     return _quantile_sorted(z, m, 0.25), _quantile_sorted(z, m, 0.5), _quantile_sorted(z, m, 0.75), m
 
 
