@@ -154,8 +154,17 @@ class CleaningSettings(_Strict):
         default=None, description="same timestamp, different values: keep last/first, average, or flag (NaN)")
     impute: Literal["linear", "spline", "seasonal", "locf", "ema", "none", "auto"] | None = Field(
         default=None, description="gap filling; auto = best of a masked backtest per series (recorded)")
-    anomaly_methods: list[Literal["iqr", "iqr_diff", "residual"]] | None = None
-    treatment: Literal["none", "drop", "clip", "minmax", "ema", "interpolate"] | None = None
+    anomaly_methods: list[Literal["decomposition", "bounds", "stuck", "iqr", "iqr_diff", "residual"]] | None = Field(
+        default=None, description="rules that flag readings (default: decomposition, bounds, stuck)")
+    treatment: Literal["faults", "none", "drop", "clip", "minmax", "ema", "interpolate"] | None = Field(
+        default=None, description="faults (default): replace spikes / implausible / stuck readings only, keep "
+        "episodes and level shifts; or apply one method to every flagged reading")
+    fault_treatment: Literal["none", "drop", "clip", "minmax", "ema", "interpolate"] | None = None
+    bounds: tuple[float | None, float | None] | None = Field(
+        default=None, description="physical range [low, high] (null = open): readings outside are implausible")
+    anomaly_z: float | None = Field(default=None, gt=0, description="flag residuals beyond this many robust sds")
+    shift_z: float | None = Field(default=None, ge=0, description="level-shift threshold in robust sds (0 = off)")
+    stuck_min_run: int | None = Field(default=None, ge=-1, description="identical readings that make a stuck run")
     iqr_k: float | None = Field(default=None, gt=0)
     iqr_diff_k: float | None = Field(default=None, gt=0)
     residual_z: float | None = Field(default=None, gt=0)
@@ -180,6 +189,8 @@ class CleaningSettings(_Strict):
                 out[k] = f"{parse_duration(out[k]).total_seconds()}s"
         if "anomaly_methods" in out:
             out["anomaly_methods"] = tuple(out["anomaly_methods"])
+        if "bounds" in out:
+            out["bounds"] = tuple(out["bounds"])
         return out
 
 
@@ -480,6 +491,8 @@ datasets:
     #   impute: linear         # linear | spline | seasonal | locf | ema | none | auto (best per series)
     #   max_fill: 10000        # longest gap (in samples) that is filled; longer ones stay open, counted
     #   future_tolerance: 5m   # rows later than now + this wait in raw, processed when their time comes
+    #   treatment: faults      # replace sensor faults only; episodes and level shifts are flagged and kept
+    #   bounds: [0, null]      # physical range: readings outside are implausible (faults)
     # forecast:                # defaults of `tsops train/tune/forecast` for this dataset (flags win)
     #   horizon: 144           # steps ahead (default: pipeline.horizon)
     #   season: null           # samples per season for every series (1 = none); null = each series' profile

@@ -111,7 +111,8 @@ def test_residual_anomaly_inside_the_value_range(make_synth):
     df = make_synth(n=144 * 6, period_s=600, seed=2)
     i = 144 * 3 + 36  # sine peak (~25): set it to the trough level, within the value range
     df.loc[i, "value"] = 15.0
-    out, doc = clean_series(df, CleaningConfig(anomaly_methods=("residual",), treatment="interpolate"))
+    out, doc = clean_series(df, CleaningConfig(anomaly_methods=("residual",), treatment="interpolate"),
+                            season_lengths=(144,))
     assert doc["season_length"] == 144
     assert out["is_anomaly"].iloc[i] and out["anomaly_method"].iloc[i] == "residual"
     assert out["is_anomaly"].sum() <= 3

@@ -174,7 +174,7 @@ def test_cleaning_section_of_the_project_file_is_used(sensor_project):
 
     path = sensor_project.root / "tsops.yaml"
     cfg = yaml.safe_load(path.read_text())
-    cfg["datasets"]["sensors"]["cleaning"] = {"impute": "locf", "dedup": "first"}
+    cfg["datasets"]["sensors"]["cleaning"] = {"impute": "locf", "dedup": "first", "bounds": [0, None]}
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     project = load_project(sensor_project.root)
     process_dataset(project, "sensors")
@@ -207,13 +207,16 @@ def test_cleaning_settings_allow_what_the_chain_allows():
 
     from tsops.config import CleaningSettings
     from tsops.quality import IMPUTERS
-    from tsops.quality.anomaly import TREATMENTS
-    from tsops.quality.chain import _DEDUP
+    from tsops.quality.anomaly import TREATMENT_POLICIES, TREATMENTS
+    from tsops.quality.chain import _ANOMALY_METHODS, _DEDUP
 
     f = CleaningSettings.model_fields
     assert set(get_args(get_args(f["dedup"].annotation)[0])) == set(_DEDUP)
     assert set(get_args(get_args(f["impute"].annotation)[0])) == set(IMPUTERS) | {"none", "auto"}
-    assert set(get_args(get_args(f["treatment"].annotation)[0])) == set(TREATMENTS)
+    assert set(get_args(get_args(f["treatment"].annotation)[0])) == set(TREATMENT_POLICIES)
+    assert set(get_args(get_args(f["fault_treatment"].annotation)[0])) == set(TREATMENTS)
+    methods = get_args(get_args(get_args(f["anomaly_methods"].annotation)[0])[0])
+    assert set(methods) == set(_ANOMALY_METHODS)
 
 
 def test_weekly_series_are_cleaned_in_one_window_and_get_their_period(tmp_path):
@@ -248,3 +251,14 @@ def test_weekly_series_are_cleaned_in_one_window_and_get_their_period(tmp_path):
     assert len(rep.days_processed) == 52 and rep.reconciled
     prof = project.catalog().get_profile("sales", "P1")
     assert prof.period_seconds == 7 * 86400 and prof.season_lengths == ()
+
+
+def test_series_are_cleaned_with_their_seasons_from_the_first_run(sensor_project):
+    """Anomalies are judged against the series' real season: from the profile, or on the very first run from a
+    first look at the window (the same detection the profile uses), never a default."""
+    process_dataset(sensor_project, "sensors")
+    s = sensor_project.catalog().get_series("sensors", "광주 A|C02")
+    assert s["quality"]["season_lengths"] == [144] and s["profile"]["season_lengths"] == [144]
+    again = process_dataset(sensor_project, "sensors", full=True)  # from the stored profile now
+    assert again.reconciled
+    assert sensor_project.catalog().get_series("sensors", "광주 A|C02")["quality"]["season_lengths"] == [144]

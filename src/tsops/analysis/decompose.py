@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from tsops.quality import kernels as K
+
 log = logging.getLogger(__name__)
 
 _CYCLES = (pd.Timedelta(days=1), pd.Timedelta(weeks=1), pd.Timedelta(hours=1), pd.Timedelta(days=365.25))
@@ -103,6 +105,23 @@ def robust_decompose(values: np.ndarray, season_length: int | None) -> pd.DataFr
         seasonal = np.tile(prof, m.shape[0])[:n]
         # re-estimate the trend on the deseasonalised series: no edge bias from a half-window over a cycle
         trend = pd.Series(x - seasonal).rolling(w, center=True, min_periods=1).median().to_numpy()
+    return pd.DataFrame({"trend": trend, "seasonal": seasonal, "resid": x - trend - seasonal})
+
+
+def robust_decompose_seasons(values: np.ndarray, season_lengths: tuple[int, ...] | list[int],
+                             level_window: int = 0) -> pd.DataFrame:
+    """Outlier- and event-resistant decomposition of a regular series with the given season lengths (samples;
+    e.g. from the series profile, () = level only): trend, seasonal, resid, as the anomaly detector of the
+    cleaning chain sees them (:func:`tsops.quality.kernels.robust_decompose_seasons`). NaN = no reading.
+    ``level_window`` 0 = the longest season (made odd), or 25 samples without a season."""
+    x = np.ascontiguousarray(values, np.float64)
+    seasons = np.array(sorted(int(s) for s in season_lengths), np.int64)
+    if np.any(seasons < 2):
+        raise ValueError(f"season_lengths must all be >= 2 samples, got {list(season_lengths)}")
+    if level_window < 0 or level_window == 1:
+        raise ValueError(f"level_window must be 0 (derived) or >= 2 samples, got {level_window}")
+    lw = level_window or ((int(seasons.max()) | 1) if seasons.size else 25)
+    trend, seasonal = K.robust_decompose_seasons(x, np.arange(x.size, dtype=np.int64), seasons, lw)
     return pd.DataFrame({"trend": trend, "seasonal": seasonal, "resid": x - trend - seasonal})
 
 

@@ -65,17 +65,20 @@ def map_series(data, fn: Callable[[pd.DataFrame], pd.DataFrame], engine: str = "
 
 class CleanWithDoc:
     """Picklable per-series function: clean_series, with the quality document (JSON) in ``quality_doc`` on
-    the first row of each series (None elsewhere), so a row-only engine (Spark) can carry it."""
+    the first row of each series (None elsewhere), so a row-only engine (Spark) can carry it. ``seasons``:
+    each series' seasons in samples (from its profile) by series id."""
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, seasons: dict[str, tuple[int, ...]] | None = None):
         from tsops.quality import CleaningConfig
 
         self.config = config or CleaningConfig()
+        self.seasons = dict(seasons or {})
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         from tsops.quality import clean_series
 
-        out, doc = clean_series(df, self.config)
+        sid = str(df["series_id"].iloc[0]) if len(df) else ""
+        out, doc = clean_series(df, self.config, self.seasons.get(sid))
         out[DOC_COLUMN] = None
         if len(out):
             out.loc[0, DOC_COLUMN] = json.dumps(doc, sort_keys=True)
@@ -86,7 +89,8 @@ class CleanWithDoc:
 
 
 def clean_dataset(data, config=None, engine: str = "local", *, vectorized: bool = True,
-                  chunk_rows: int = 5_000_000, **kwargs) -> tuple[pd.DataFrame, list[dict]]:
+                  chunk_rows: int = 5_000_000, seasons: dict[str, tuple[int, ...]] | None = None,
+                  **kwargs) -> tuple[pd.DataFrame, list[dict]]:
     """Run :func:`tsops.quality.clean_series` over every series; return (clean frame, quality documents).
 
     With ``engine='local'`` and ``vectorized=True`` (and a config without Python-only steps) the series go
@@ -100,7 +104,7 @@ def clean_dataset(data, config=None, engine: str = "local", *, vectorized: bool 
         outs, docs = [], []
         if isinstance(data, pd.DataFrame):
             for block in _series_blocks(data, chunk_rows):
-                o, d = clean_frame(block, cfg)  # sorted by series_id, ts: no re-sort needed
+                o, d = clean_frame(block, cfg, seasons)  # sorted by series_id, ts: no re-sort needed
                 outs.append(o)
                 docs.extend(d)
             out = pd.concat(outs, ignore_index=True) if len(outs) > 1 else (outs[0] if outs else pd.DataFrame())
@@ -110,16 +114,16 @@ def clean_dataset(data, config=None, engine: str = "local", *, vectorized: bool 
             block.append(g)
             rows += len(g)
             if rows >= chunk_rows:
-                o, d = clean_frame(pd.concat(block, ignore_index=True), cfg)
+                o, d = clean_frame(pd.concat(block, ignore_index=True), cfg, seasons)
                 outs.append(o)
                 docs.extend(d)
                 block, rows = [], 0
         if block:
-            o, d = clean_frame(pd.concat(block, ignore_index=True), cfg)
+            o, d = clean_frame(pd.concat(block, ignore_index=True), cfg, seasons)
             outs.append(o)
             docs.extend(d)
         return normalize(pd.concat(outs, ignore_index=True) if outs else pd.DataFrame()), docs
-    out = map_series(data, CleanWithDoc(cfg), engine=engine, **kwargs)
+    out = map_series(data, CleanWithDoc(cfg, seasons), engine=engine, **kwargs)
     if out.empty:
         return out, []
     has_doc = out[DOC_COLUMN].notna()

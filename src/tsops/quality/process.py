@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from tsops.engine import clean_dataset
 from tsops.lake.sql import connect as connect_lake
 from tsops.lake.sql import view_name
 from tsops.lake.store import Lake
-from tsops.quality.chain import CleaningConfig
+from tsops.quality.chain import CleaningConfig, clean_frame
 from tsops.quality.profile import build_profile, needs_season_check
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,10 @@ def process_dataset(
         if context_days is None:
             context_days = max(1, math.ceil(3 * _slowest_period(catalog, dataset) / 86_400))
         day_rows = {d: lake.rows("raw", dataset, d) for d in todo}
+        # each series is cleaned with its profile's seasons; a series never profiled gets them from a first look
+        # at its window (the same detection the profile uses), before its anomalies are judged
+        seasons = {sid: p.season_lengths for sid, p in catalog.get_profiles(dataset).items()
+                   if "season_checked_rows" in p.extra}
         for window in _windows(todo, day_rows, max_rows, window_days, max_gap=context_days):
             start = dt.datetime.combine(window[0] - dt.timedelta(days=context_days), dt.time(), dt.UTC)
             end = dt.datetime.combine(window[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
@@ -181,7 +185,10 @@ def process_dataset(
             w0 = pd.Timestamp(window[0], tz="UTC")
             _account_input(report, df, w0, cutoff, deferred, window)
             kwargs = {"spark": spark} if spark is not None else {}
-            clean, docs = clean_dataset(df, cfg, engine=engine, **kwargs) if len(df) else (pd.DataFrame(), [])
+            if len(df):
+                seasons.update(first_look_seasons(df, cfg, seasons))
+            clean, docs = (clean_dataset(df, cfg, engine=engine, seasons=seasons, **kwargs) if len(df)
+                           else (pd.DataFrame(), []))
             if len(clean):  # only the window's own days (the others in its span were context)
                 c_us = clean[TS].to_numpy(dtype="datetime64[us]").view(np.int64)
                 own = np.array([(d - _EPOCH).days for d in window], np.int64)
@@ -221,6 +228,22 @@ def process_dataset(
         raise
     finally:
         catalog.close()
+
+
+def first_look_seasons(df: pd.DataFrame, cfg: CleaningConfig, known: dict[str, tuple[int, ...]]
+                       ) -> dict[str, tuple[int, ...]]:
+    """Seasons of the series in ``df`` that have none yet: the window on its grid (dedup and gaps only, no
+    anomaly rule), through :func:`detect_seasons`."""
+    new = df[~df[SERIES_ID].isin(list(known))] if known else df
+    if not len(new):
+        return {}
+    look = replace(cfg, anomaly_methods=(), treatment="none", impute="linear", score_imputation=False)
+    grid, docs = clean_frame(new[[SERIES_ID, TS, VALUE]], look)
+    period = {d["series_id"]: d.get("period_seconds") for d in docs}
+    out = {}
+    for sid, g in grid.groupby(SERIES_ID, sort=False):
+        out[str(sid)] = tuple(s.length for s in detect_seasons(g[VALUE].to_numpy(float), period.get(str(sid))))
+    return out
 
 
 def _slowest_period(catalog: Catalog, dataset: str) -> float:
