@@ -31,10 +31,11 @@ def parse_messages(
     values: Sequence[bytes | None], fmt: str, parser: Any = None
 ) -> tuple[Any, list[tuple[int, bytes, str]]]:
     """Parse raw message values: returns (arrow table with ``_index``, [(index, raw, reason)])."""
-    from tsops.ingest.envelope import EnvelopeParser
+    from tsops.ingest.envelope import EnvelopeParser, parse_isolating
 
     parser = parser or EnvelopeParser()
-    parsed = parser.parse(values) if fmt == "envelope" else parser.parse_plain(values, None)
+    parse = parser.parse if fmt == "envelope" else (lambda vs: parser.parse_plain(vs, None))
+    parsed = parse_isolating(parse, values)
     bad = [(int(b.index), b.raw if b.raw is not None else b"", b.reason) for b in parsed.bad]
     return parsed.table, bad
 

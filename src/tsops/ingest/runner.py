@@ -100,8 +100,26 @@ def _delete_partials(lake: Lake, files: Sequence[str], stem: str) -> None:
 def _row_bytes(records: pa.Table, rows: np.ndarray) -> list[bytes]:
     if len(rows) == 0:
         return []
-    sub = records.take(pa.array(rows)).to_pylist()
-    return [json.dumps(r, default=str, ensure_ascii=False).encode() for r in sub]
+    if records.num_columns == 0:
+        return [b"{}"] * len(rows)
+    sub = records.take(pa.array(rows))
+    try:
+        dicts = sub.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):  # a value Python cannot hold (a year 300000 date)
+        cols = {c: _column_pylist(sub.column(c)) for c in sub.column_names}
+        dicts = [{c: v[i] for c, v in cols.items()} for i in range(sub.num_rows)]
+    return [json.dumps(r, default=str, ensure_ascii=False).encode() for r in dicts]
+
+
+def _column_pylist(col: pa.ChunkedArray) -> list[Any]:
+    try:
+        return col.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):
+        t = col.type
+        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
+            width = pa.int32() if t in (pa.date32(), pa.time32("s"), pa.time32("ms")) else pa.int64()
+            return [None if v is None else f"{v} ({t})" for v in pc.cast(col, width).to_pylist()]
+        return [str(v) for v in col]
 
 
 def quarantine_table(batch: SourceBatch, rejected_rows: np.ndarray, rejected_reasons: list[str]) -> pa.Table:
@@ -128,6 +146,63 @@ def quarantine_table(batch: SourceBatch, rejected_rows: np.ndarray, rejected_rea
         },
         schema=QUARANTINE_SCHEMA,
     )
+
+
+def convert_records(
+    records: pa.Table, spec: SeriesSpec, src: str, pos: np.ndarray | None, n: int | None = None
+) -> tuple[pa.Table | None, np.ndarray, list[str]]:
+    """:func:`~tsops.datamodel.to_long` that never fails a batch for one record.
+
+    Returns (long table or None, rejected row numbers, reasons). Records lacking the timestamp or a key
+    field are rejected as missing it; records without any value field are rejected as such. When the
+    conversion raises for the batch (a timestamp beyond the lake's range, a field of an unusable type), the
+    batch is split in halves until the records that raise on their own are found: they are rejected with the
+    error, the others are converted. ``n`` is the number of records (a table without columns has no rows).
+    """
+    n = records.num_rows if n is None else n
+    pos = np.arange(n, dtype=np.int64) if pos is None else np.asarray(pos, dtype=np.int64)
+    if not any(v in records.column_names for v in spec.values):
+        why = f"none of the value fields {spec.values} is present (record fields: {records.column_names})"
+        return None, np.arange(n, dtype=np.int64), [why] * n
+    for c in [spec.timestamp, *spec.keys]:
+        if c not in records.column_names:  # a schema without the field: each record lacks it
+            records = records.append_column(c, pa.nulls(n, pa.string()))
+    longs: list[pa.Table] = []
+    rows: list[np.ndarray] = []
+    reasons: list[str] = []
+
+    def run(lo: int, hi: int) -> None:
+        try:
+            res = to_long(records.slice(lo, hi - lo), spec, src=src, pos=pos[lo:hi])
+            _check_storable(res.table)
+        except Exception as err:  # noqa: BLE001 - isolate the record(s) behind it
+            if hi - lo == 1:
+                msg = str(err).splitlines()[0] if str(err) else ""
+                rows.append(np.array([lo], np.int64))
+                reasons.append(f"record cannot be converted: {type(err).__name__}: {msg}"[:500])
+                return
+            mid = (lo + hi) // 2
+            run(lo, mid)
+            run(mid, hi)
+            return
+        if res.table.num_rows:
+            longs.append(res.table)
+        rows.append(res.rejected.rows + lo)
+        reasons.extend(res.rejected.reasons)
+
+    run(0, n)
+    long = None
+    if longs:
+        long = longs[0] if len(longs) == 1 else pa.concat_tables(longs, promote_options="permissive")
+    rej = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    order = np.argsort(rej, kind="stable")
+    return long, rej[order], [reasons[i] for i in order]
+
+
+def _check_storable(long: pa.Table) -> None:
+    """Raise for what the lake cannot store (so that it is found per record, not at write time)."""
+    if long.num_rows:
+        pc.cast(long.column(TS), pa.timestamp("us", tz="UTC"))
 
 
 def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
@@ -165,6 +240,8 @@ def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)  # JSON (and PostgreSQL's JSONB) has no NaN / Infinity
     if v is None or isinstance(v, str | int | float | bool):
         return v
     return str(v)
@@ -228,11 +305,11 @@ def _commit(
     seen: set[str],
 ) -> None:
     records = batch.records
+    n = records.num_rows
     if "_index" in records.column_names:
         records = records.drop_columns(["_index"])
-    if records.num_rows:
-        res = to_long(records, spec, src=batch.src, pos=batch.pos)
-        long, rej_rows, rej_reasons = res.table, res.rejected.rows, res.rejected.reasons
+    if n:
+        long, rej_rows, rej_reasons = convert_records(records, spec, batch.src, batch.pos, n)
     else:
         long, rej_rows, rej_reasons = None, np.empty(0, np.int64), []
     q = quarantine_table(batch, rej_rows, rej_reasons)
@@ -241,7 +318,7 @@ def _commit(
         planned += lake.plan("raw", dataset, long, batch.key)
     if q.num_rows:
         planned += lake.plan("quarantine", dataset, q, batch.key, ts_column="quarantined_at")
-    accepted = records.num_rows - len(rej_rows)
+    accepted = n - len(rej_rows)
     stats = {
         "accepted": accepted,
         "quarantined": q.num_rows,
