@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import logging
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from tsops.config import FileSourceConfig
 from tsops.datamodel import to_long
 from tsops.datasets.files import path_of, paths_of, preset_of
+from tsops.ingest.base import GapError
 from tsops.ingest.files import AIR_VALUES, BEIJING_VALUES, FileSource, preset_series_spec
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -189,12 +189,36 @@ def test_grown_file_continues_and_changed_file_is_reingested(tmp_path, caplog):
     assert records(b2).column("value").to_pylist() == ["5", "6"]
     assert list(b2[0].pos) == [7, 8]  # line numbers continue
     assert pos2["log.csv"]["rows"] == 7 and pos2["log.csv"]["sha"] != pos["log.csv"]["sha"]
-    # changed in place (not an append): ingested again from the start, with a warning
+    # changed in place (not an append): a gap; the run fails before reading anything ...
     _write(f, "ts,sensor,value\n2024-01-01T00:00:00,s1,99\n")
-    with caplog.at_level(logging.WARNING, logger="tsops.ingest.files"):
-        b3, _ = run(c, tmp_path, pos2)
+    with pytest.raises(GapError, match=r"log.csv: the file shrank from .* after 7 rows were ingested.*on_gap: skip"):
+        run(c, tmp_path, pos2)
+    # ... unless the source says on_gap: skip: then it is ingested again from the start, and the gap reported
+    gaps = []
+    c_skip = cfg("log.csv", batch_rows=2, on_gap="skip")
+    with FileSource(c_skip, tmp_path) as src:
+        src.gap_sink = lambda g, action: gaps.append((g, action))
+        src.open(pos2)
+        b3 = list(src.batches())
     assert records(b3).column("value").to_pylist() == ["99"]
-    assert any("changed since it was ingested" in r.message for r in caplog.records)
+    assert len(gaps) == 1 and gaps[0][1] == "skipped" and gaps[0][0].committed["rows"] == 7
+
+
+def test_replaced_or_vanished_file_before_its_end_is_a_gap(tmp_path):
+    f = tmp_path / "a.csv"
+    _write(f, "k,v\n" + "".join(f"a,{i}\n" for i in range(10)))
+    _, pos = run(cfg("a.csv", batch_rows=4), tmp_path, limit=1)  # 4 rows in, not done
+    _write(f, "k,v\n" + "".join(f"b,{i}\n" for i in range(10)))  # same size, other content
+    with pytest.raises(GapError, match="was replaced"):
+        run(cfg("a.csv", batch_rows=4), tmp_path, pos)
+    f.unlink()
+    with pytest.raises(GapError, match="disappeared after 4 rows"):
+        run(cfg("a.csv", batch_rows=4), tmp_path, pos)
+    # a file read to the end may be archived away: not a gap
+    _write(f, "k,v\na,1\n")
+    _, pos = run(cfg("a.csv"), tmp_path)
+    f.unlink()
+    assert run(cfg("a.csv"), tmp_path, pos)[0] == []
 
 
 def test_partial_last_line_is_not_treated_as_append(tmp_path, caplog):
@@ -203,10 +227,10 @@ def test_partial_last_line_is_not_treated_as_append(tmp_path, caplog):
     c = cfg("a.csv")
     _, pos = run(c, tmp_path)
     _write(f, "k,v\na,1\nb,23\nc,4\n")
-    with caplog.at_level(logging.WARNING, logger="tsops.ingest.files"):
-        b, _ = run(c, tmp_path, pos)
+    with pytest.raises(GapError, match="was replaced"):
+        run(c, tmp_path, pos)
+    b, _ = run(cfg("a.csv", on_gap="skip"), tmp_path, pos)
     assert records(b).column("v").to_pylist() == ["1", "23", "4"]
-    assert any("changed" in r.message for r in caplog.records)
 
 
 # ------------------------------------------------------------------------------------------------ bad lines

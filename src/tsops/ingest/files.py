@@ -9,7 +9,9 @@ records, one :class:`~tsops.ingest.base.SourceBatch` per chunk. The position of 
 * with the same hash but not done continues after ``rows``;
 * that grew (its first ``bytes`` still hash to ``sha`` and ended with a newline) continues after ``rows``
   (append-only logs);
-* whose content changed otherwise is re-ingested from the start under its new hash, with a warning.
+* whose committed part changed otherwise (it shrank, was replaced, or a file not read to the end
+  disappeared) is a gap (:meth:`~tsops.ingest.base.Source.gap`): the run fails before reading anything,
+  unless the source says ``on_gap: skip``; then the file is re-ingested from the start under its new hash.
 
 ``rows`` counts *physical lines after the header* for CSV (including lines that were bad or skipped) and
 lines for JSON Lines; for Parquet it counts rows. A batch's records carry the 1-based line number (CSV,
@@ -80,7 +82,7 @@ import pyarrow.parquet as pq
 
 from tsops.config import FileSourceConfig
 from tsops.datamodel import SeriesSpec
-from tsops.ingest.base import BadRecord, Source, SourceBatch, safe_token
+from tsops.ingest.base import BadRecord, Gap, Source, SourceBatch, safe_token
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +451,7 @@ class FileSource(Source):
         if self.preset is not None and cfg.format != "csv":
             raise ValueError(f"preset {cfg.preset!r} reads CSV files, but format is {cfg.format!r}")
         self._positions: dict[str, Any] = {}
+        self.on_gap = cfg.on_gap
 
     # ------------------------------------------------------------------ discovery and positions
     def files(self) -> list[tuple[str, Path]]:
@@ -493,10 +496,13 @@ class FileSource(Source):
         ):
             log.info("%s grew from %d to %d bytes: continuing after %s rows", rel, old_size, size, p.get("rows"))
             return _FileState(rel, path, sha, size, int(p.get("rows", 0)))
-        log.warning(
-            "%s changed since it was ingested (sha %s... -> %s...): ingesting it again from the start",
-            rel, str(p.get("sha"))[:10], sha[:10],
-        )
+        how = f"shrank from {old_size:,} to {size:,} bytes" if size < old_size else \
+            f"was replaced (sha {str(p.get('sha'))[:10]}... -> {sha[:10]}..., {old_size:,} -> {size:,} bytes)"
+        rest = "" if p.get("done") else " before it was read to the end"
+        self.gap(Gap(rel, {k: p.get(k) for k in ("sha", "bytes", "rows", "done")},
+                     {"sha": sha, "bytes": size},
+                     f"the file {how} after {p.get('rows')} rows were ingested{rest}; with on_gap: skip it is "
+                     "ingested again from the start as a new file"))
         return _FileState(rel, path, sha, size, 0)
 
     def _stem(self, rel: str) -> str:
@@ -522,8 +528,15 @@ class FileSource(Source):
         )
 
     def batches(self) -> Iterator[SourceBatch]:
-        for rel, path in self.files():
-            st = self.plan(rel, path)
+        found = self.files()
+        here = {rel for rel, _ in found}
+        for rel, p in sorted(self._positions.items()):
+            if rel not in here and not p.get("done"):
+                self.gap(Gap(rel, {k: p.get(k) for k in ("sha", "bytes", "rows", "done")}, None,
+                             f"the file disappeared after {p.get('rows')} rows were ingested, before it was "
+                             "read to the end"))
+        plans = [(rel, self.plan(rel, path)) for rel, path in found]  # every gap is found before reading
+        for rel, st in plans:
             if st is None:
                 log.debug("%s already ingested: skipped", rel)
                 continue

@@ -18,9 +18,23 @@ from typing import Any
 import numpy as np
 
 from tsops.config import KafkaSourceConfig
-from tsops.ingest.base import BadRecord, Source, SourceBatch, safe_token
+from tsops.ingest.base import BadRecord, Gap, Source, SourceBatch, SourceUnavailable, safe_token
 
 log = logging.getLogger(__name__)
+
+
+def _auth_codes() -> frozenset[int]:
+    try:
+        from confluent_kafka import KafkaError
+    except ImportError:  # pragma: no cover - confluent-kafka is a dependency
+        return frozenset()
+    names = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL", "TOPIC_AUTHORIZATION_FAILED",
+             "GROUP_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED", "ILLEGAL_SASL_STATE",
+             "UNSUPPORTED_SASL_MECHANISM")
+    return frozenset(getattr(KafkaError, n) for n in names if hasattr(KafkaError, n))
+
+
+_AUTH_CODES = _auth_codes()
 
 
 def part_key(topic: str, partition: int) -> str:
@@ -64,6 +78,11 @@ class KafkaSource(Source):
         self._parser = None  # one parser per source: it caches the schema blocks it has seen
         self._last_assign: float | None = None
         self._n_partitions: int | None = None
+        self.on_gap = cfg.on_gap
+        self._error: BaseException | None = None  # raised by batches() after the callback that found it
+        self._conn_errors: list[str] = []  # connectivity errors since the last message
+        self._next: dict[int, int] = {}  # partition -> next offset to read (negative: a logical start)
+        self._gen: dict[int, int] = {}  # partition -> generation (bumped when a recreated topic is skipped)
 
     # ------------------------------------------------------------------ runner hooks
     def bind(self, recover: Callable[[Sequence[str] | None], dict[str, Any]]) -> None:
@@ -79,13 +98,64 @@ class KafkaSource(Source):
             "group.id": self.cfg.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
+            # a committed offset the broker no longer has is a gap: reported, never silently reset
+            "auto.offset.reset": "error",
             "enable.partition.eof": True,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
+            "error_cb": self._on_error,
         }
         conf.update(self.cfg.consumer)
         return conf
+
+    def _start_offset(self) -> int:
+        """Where a partition with no stored position starts (``auto.offset.reset`` of the config, else earliest)."""
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+        reset = str(self.cfg.consumer.get("auto.offset.reset", "earliest")).lower()
+        return OFFSET_END if reset in ("latest", "largest", "end") else OFFSET_BEGINNING
+
+    def _on_error(self, err) -> None:
+        """librdkafka's error callback: connection and authentication problems arrive here."""
+        from confluent_kafka import KafkaError
+
+        code = err.code()
+        if code in _AUTH_CODES:
+            self._error = self._error or SourceUnavailable(
+                f"kafka: the brokers at {self.cfg.bootstrap_servers} refused the connection's credentials or "
+                f"permissions ({err.str()}); check security.protocol / sasl.* in the source's consumer settings")
+        elif code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
+                      KafkaError._TIMED_OUT):
+            if err.str() not in self._conn_errors[-8:]:
+                log.warning("kafka: %s", err.str())
+            self._conn_errors.append(err.str())
+            del self._conn_errors[:-16]
+        elif err.fatal():
+            self._error = self._error or SourceUnavailable(f"kafka: fatal client error: {err.str()}")
+        else:
+            log.warning("kafka: %s", err.str())
+
+    def _unreachable(self, why: str) -> SourceUnavailable:
+        last = self._conn_errors[-1] if self._conn_errors else "no error reported"
+        return SourceUnavailable(
+            f"kafka: {why}: cannot reach the brokers at {self.cfg.bootstrap_servers} ({last}); "
+            "check bootstrap_servers and that Kafka is up")
+
+    def _check_gap(self, consumer, topic: str, partition: int, offset: int, gen: int) -> tuple[int, int]:
+        """The offset to read from (and the generation) given the committed ``offset``: gaps are reported."""
+        from confluent_kafka import TopicPartition
+
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+        key = part_key(topic, partition)
+        if offset < lo:
+            self.gap(Gap(key, offset, lo, f"offsets {offset}..{lo - 1} were deleted by the broker (retention) "
+                                          "before they were ingested", skipped=lo - offset))
+            return lo, gen
+        if offset > hi:
+            self.gap(Gap(key, offset, hi, f"the committed offset {offset} is beyond the partition's end {hi}: the "
+                                          "topic was deleted and recreated (or truncated)", skipped=None))
+            return lo, gen + 1  # new batch keys: the recreated partition reuses the old offsets
+        return offset, gen
 
     def _on_assign(self, consumer, partitions) -> None:
         from confluent_kafka import OFFSET_INVALID
@@ -102,12 +172,22 @@ class KafkaSource(Source):
             log.warning("could not read committed offsets (%s); using the catalog and auto.offset.reset", err)
         for p in partitions:
             pos = positions.get(part_key(p.topic, p.partition))
+            gen = int(pos.get("gen", 0)) if pos is not None else 0
             if pos is not None:
                 p.offset = int(pos["next_offset"])
             elif p.partition in committed:
                 p.offset = committed[p.partition]
             else:
-                p.offset = OFFSET_INVALID  # auto.offset.reset decides
+                p.offset = OFFSET_INVALID
+            if p.offset >= 0 and self._error is None:
+                try:
+                    p.offset, gen = self._check_gap(consumer, p.topic, p.partition, p.offset, gen)
+                except Exception as err:  # noqa: BLE001 - raised from batches(), not inside librdkafka's callback
+                    self._error = err
+            if p.offset < 0:
+                p.offset = self._start_offset()
+            self._gen[p.partition] = gen
+            self._next[p.partition] = p.offset
             self._assigned.add(p.partition)
             self._eof.discard(p.partition)
         self._last_assign = time.monotonic()
@@ -133,13 +213,25 @@ class KafkaSource(Source):
         total = 0
         while True:
             msgs = consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout_s)
+            if self._error is not None:
+                raise self._error
             by_part: dict[int, list] = defaultdict(list)
             for m in msgs:
                 err = m.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    code = err.code()
+                    if code == KafkaError._PARTITION_EOF:
                         self._eof.add(m.partition())
                         continue
+                    if code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                        self._out_of_range(consumer, topic, m.partition())  # raises unless on_gap: skip
+                        by_part.pop(m.partition(), None)
+                        break
+                    if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                        raise SourceUnavailable(f"kafka: topic {topic!r} does not exist at "
+                                                f"{self.cfg.bootstrap_servers} ({err.str()})")
+                    if code in _AUTH_CODES:
+                        raise SourceUnavailable(f"kafka: not allowed to read topic {topic!r} ({err.str()})")
                     if err.retriable() or not err.fatal():
                         log.warning("kafka: %s", err)
                         continue
@@ -148,6 +240,7 @@ class KafkaSource(Source):
                 self._eof.discard(m.partition())
             if by_part:
                 last_activity = time.monotonic()
+                self._conn_errors.clear()
             for partition in sorted(by_part):
                 batch = self._make_batch(topic, partition, by_part[partition])
                 total += batch.consumed
@@ -157,6 +250,8 @@ class KafkaSource(Source):
             if not self.follow:
                 now = time.monotonic()
                 if self._last_assign is None:  # still joining the group
+                    if self._conn_errors and now - last_activity > self.cfg.idle_timeout_s:
+                        raise self._unreachable("no partition assigned")
                     if now - last_activity > max(30.0, self.cfg.idle_timeout_s):
                         log.warning("kafka: no partition of %s assigned after 30 s; stopping", topic)
                         return
@@ -167,7 +262,20 @@ class KafkaSource(Source):
                 if caught_up and not by_part and self._assigned >= self._all_partitions(consumer, topic):
                     return
                 if now - max(last_activity, self._last_assign) > self.cfg.idle_timeout_s:
+                    if self._conn_errors:  # not caught up, and the brokers went away: not a success
+                        raise self._unreachable(f"nothing received for {self.cfg.idle_timeout_s:g} s")
                     return
+
+    def _out_of_range(self, consumer, topic: str, partition: int) -> None:
+        """A fetch position the broker no longer has (``auto.offset.reset=error``): a gap, then seek past it."""
+        from confluent_kafka import TopicPartition
+
+        start = self._next.get(partition, -1)
+        if start < 0:
+            start = consumer.position([TopicPartition(topic, partition)])[0].offset
+        offset, gen = self._check_gap(consumer, topic, partition, max(start, 0), self._gen.get(partition, 0))
+        self._gen[partition] = gen
+        consumer.seek(TopicPartition(topic, partition, offset))
 
     def _all_partitions(self, consumer, topic: str) -> set[int]:
         if self._n_partitions is None:
@@ -185,12 +293,17 @@ class KafkaSource(Source):
         table, bad = parse_messages(values, self.cfg.format, self._parser)
         first, last = int(offsets[0]), int(offsets[-1])
         pos = offsets[table.column("_index").to_numpy()] if table.num_rows else np.empty(0, np.int64)
+        gen = self._gen.get(partition, 0)
+        self._next[partition] = last + 1
+        position: dict[str, Any] = {"next_offset": last + 1}
+        if gen:
+            position["gen"] = gen
         return SourceBatch(
-            key=f"kafka-{safe_token(topic)}-p{partition}-o{first}-{last}",
+            key=f"kafka-{safe_token(topic)}-p{partition}-o{first}-{last}" + (f"-g{gen}" if gen else ""),
             records=table,
             bad=[BadRecord(raw=raw, reason=reason, pos=int(offsets[i])) for i, raw, reason in bad],
             pos=pos,
-            positions={part_key(topic, partition): {"next_offset": last + 1}},
+            positions={part_key(topic, partition): position},
             src=f"kafka:{topic}/{partition}",
             ack_state=(topic, partition, last + 1),
         )

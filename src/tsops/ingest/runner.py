@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from tsops.catalog import Catalog
 from tsops.datamodel import POS, SERIES_ID, SRC, TS, VALUE, SeriesSpec, to_long
-from tsops.ingest.base import Source, SourceBatch
+from tsops.ingest.base import Gap, Source, SourceBatch
 from tsops.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class IngestReport:
     files: int = 0
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: gaps the source found (see :class:`~tsops.ingest.base.Gap`), each with its action
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,6 +265,13 @@ def run_ingest(
     catalog.upsert_dataset(dataset, {"series": spec.model_dump(), "sources": {source.name: type(source).__name__}})
     run_id = catalog.start_run("ingest", dataset, {"source": source.name})
     src_name = source.name
+
+    def on_gap(g: Gap, action: str) -> None:
+        entry = {"source": src_name, "action": action, "run": run_id, **g.as_dict()}
+        report.gaps.append(entry)
+        catalog.add_audit("ingest_gap", dataset, entry)
+
+    source.gap_sink = on_gap
 
     def recover(parts: Sequence[str] | None = None) -> dict[str, Any]:
         report.rolled_back += rollback_pending(lake, catalog, dataset, src_name, parts)

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from tsops.config import SqlSourceConfig
-from tsops.ingest.base import Source, SourceBatch, safe_token
+from tsops.ingest.base import Gap, Source, SourceBatch, SourceUnavailable, safe_token
 from tsops.ingest.connect import EnvelopeEncoder
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class SqlPollingSource(Source):
         self.poll_interval_s = poll_interval_s
         self._table: sa.Table | None = None
         self._wm: tuple[Any, Any] | None = None  # (ts, id) in database-native form
+        self.on_gap = cfg.on_gap
         self._schema: pa.Schema | None = None
 
     # ------------------------------------------------------------------ setup
@@ -331,7 +332,46 @@ class SqlPollingSource(Source):
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
             raise TypeError(f"column {c.name!r} of {self.cfg.table!r}: cannot convert to {t}: {err}") from err
 
+    def check_gap(self) -> None:
+        """A table whose newest row is below the committed watermark was truncated or recreated: a gap.
+
+        (Rows below the watermark appearing while newer ones exist are late data, left to ``delay_s``.)
+        """
+        if self._wm is None:
+            return
+        ts, idc = self.ts_col, self.id_col
+        wts, wid = self._wm
+        order = [ts.desc()] if idc is None else [ts.desc(), idc.desc()]
+        cols = [ts] if idc is None else [ts, idc]
+        with self.engine.connect() as conn:
+            top = conn.execute(sa.select(*cols).where(ts.isnot(None)).order_by(*order).limit(1)).first()
+            if top is not None:
+                newest = (top[0], top[1] if idc is not None else None)
+                behind = newest[0] < wts or (newest[0] == wts and idc is not None and wid is not None
+                                             and newest[1] < wid)
+                if not behind:
+                    return
+            below = [ts.isnot(None), ts <= wts]
+            n = conn.execute(sa.select(sa.func.count()).select_from(self.table).where(sa.and_(*below))).scalar()
+        newest_txt = "the table is empty" if top is None else f"its newest row is {self._encode(newest)}"
+        self.gap(Gap(self.position_key, self._encode(self._wm), None if top is None else self._encode(newest),
+                     f"{newest_txt}, below the committed watermark {self._encode(self._wm)}: the table was "
+                     f"truncated or recreated ({n:,} rows at or below the watermark will not be read)",
+                     skipped=None))
+
     def batches(self) -> Iterator[SourceBatch]:
+        try:
+            yield from self._batches()
+        except sa.exc.DBAPIError as err:
+            if not isinstance(err, sa.exc.OperationalError | sa.exc.InterfaceError) and not err.connection_invalidated:
+                raise
+            url = sa.engine.make_url(self.cfg.url).render_as_string(hide_password=True)
+            orig = str(getattr(err, "orig", None) or err).strip().splitlines()
+            raise SourceUnavailable(f"sql: cannot query {self.cfg.table!r} at {url}: "
+                                    f"{orig[0] if orig else type(err).__name__}") from None
+
+    def _batches(self) -> Iterator[SourceBatch]:
+        self.check_gap()
         while True:
             rows = self.poll()
             if not rows:
