@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -117,9 +118,15 @@ def ingest(
                 rep = run(project, name, follow=follow, max_batches=max_batches, on_batch=on_batch, wait=wait)
             except LockBusy as err:
                 raise UserError(str(err)) from None
-            except (GapError, SourceUnavailable) as err:
+            except (GapError, SourceUnavailable, OSError) as err:
+                if isinstance(err, OSError) and not isinstance(err, SourceUnavailable) and \
+                        err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    err = f"no space left writing the lake ({err.strerror}): free space, then run " \
+                          "`tsops ingest` again (uncommitted files are rolled back, nothing is lost)"
                 progress.update(task, total=1, completed=0, info="[red]failed[/red]")
-                err_console.print(f"[red]error:[/red] {name}: {err}")
+                err_console.print(f"[red]error:[/red] {name}: {err}", soft_wrap=True)
                 failed.append(name)
                 continue
             progress.update(task, total=1, completed=1)

@@ -240,7 +240,6 @@ class KafkaSource(Source):
                 self._eof.discard(m.partition())
             if by_part:
                 last_activity = time.monotonic()
-                self._conn_errors.clear()
             for partition in sorted(by_part):
                 batch = self._make_batch(topic, partition, by_part[partition])
                 total += batch.consumed
@@ -250,7 +249,8 @@ class KafkaSource(Source):
             if not self.follow:
                 now = time.monotonic()
                 if self._last_assign is None:  # still joining the group
-                    if self._conn_errors and now - last_activity > self.cfg.idle_timeout_s:
+                    if self._conn_errors and now - last_activity > self.cfg.idle_timeout_s \
+                            and not self._reachable(consumer, topic):
                         raise self._unreachable("no partition assigned")
                     if now - last_activity > max(30.0, self.cfg.idle_timeout_s):
                         log.warning("kafka: no partition of %s assigned after 30 s; stopping", topic)
@@ -262,9 +262,23 @@ class KafkaSource(Source):
                 if caught_up and not by_part and self._assigned >= self._all_partitions(consumer, topic):
                     return
                 if now - max(last_activity, self._last_assign) > self.cfg.idle_timeout_s:
-                    if self._conn_errors:  # not caught up, and the brokers went away: not a success
+                    # not caught up: stopping is fine if the brokers are there (other members hold the
+                    # rest), not if they went away (messages still queued locally can hide their errors)
+                    if self._conn_errors and not self._reachable(consumer, topic):
                         raise self._unreachable(f"nothing received for {self.cfg.idle_timeout_s:g} s")
                     return
+
+    def _reachable(self, consumer, topic: str) -> bool:
+        """Whether a broker answers a metadata request for ``topic`` now (clears past connection errors)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            consumer.list_topics(topic, timeout=5)
+        except KafkaException as err:
+            self._conn_errors.append(str(err.args[0].str() if err.args else err))
+            return False
+        self._conn_errors.clear()
+        return True
 
     def _out_of_range(self, consumer, topic: str, partition: int) -> None:
         """A fetch position the broker no longer has (``auto.offset.reset=error``): a gap, then seek past it."""
@@ -312,8 +326,8 @@ class KafkaSource(Source):
         from confluent_kafka import KafkaException, TopicPartition
 
         topic, partition, next_offset = batch.ack_state
-        try:
-            self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=False)
+        try:  # asynchronous: a synchronous commit blocks for ever when the coordinator is gone
+            self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=True)
         except KafkaException as err:  # the catalog holds the truth; a lost Kafka commit is only lag
             log.warning("kafka offset commit for %s/%s failed (%s); the catalog position stands", topic, partition, err)
 

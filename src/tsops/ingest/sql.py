@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -385,9 +386,13 @@ class SqlPollingSource(Source):
             last = rows[-1]
             end = (last[t_i], last[i_i] if i_i is not None else None)
             start = self._wm
+            ids = None  # an integer id is each record's source position (else its row number in the batch)
+            if i_i is not None and isinstance(self.id_col.type, sa.Integer):
+                ids = np.fromiter((-1 if r[i_i] is None else int(r[i_i]) for r in rows), np.int64, len(rows))
             batch = SourceBatch(
                 key=self.batch_key(start, end),
                 records=self.to_arrow(rows),
+                pos=ids,
                 positions={self.position_key: self._encode(end)},
                 src=f"sql:{self.cfg.table}",
             )
