@@ -10,6 +10,7 @@ the catalog commit, so tools that watch consumer lag see progress, but a lost Ka
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tsops.config import KafkaSourceConfig
+from tsops.config import ConfigError, KafkaSourceConfig
 from tsops.ingest.base import BadRecord, Gap, Source, SourceBatch, SourceUnavailable, safe_token
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class KafkaSource(Source):
         self._last_assign: float | None = None
         self._n_partitions: int | None = None
         self.on_gap = cfg.on_gap
+        self.close_timeout_s = 10.0
         self._error: BaseException | None = None  # raised by batches() after the callback that found it
         self._conn_errors: list[str] = []  # connectivity errors since the last message
         self._next: dict[int, int] = {}  # partition -> next offset to read (negative: a logical start)
@@ -136,6 +138,7 @@ class KafkaSource(Source):
             log.warning("kafka: %s", err.str())
 
     def _unreachable(self, why: str) -> SourceUnavailable:
+        self.close_timeout_s = min(self.close_timeout_s, 1.0)  # no broker to say goodbye to
         last = self._conn_errors[-1] if self._conn_errors else "no error reported"
         return SourceUnavailable(
             f"kafka: {why}: cannot reach the brokers at {self.cfg.bootstrap_servers} ({last}); "
@@ -205,7 +208,11 @@ class KafkaSource(Source):
         from confluent_kafka import Consumer, KafkaError, KafkaException
 
         factory = self._consumer_factory or Consumer
-        consumer = factory(self._conf())
+        try:
+            consumer = factory(self._conf())
+        except KafkaException as err:
+            raise ConfigError(f"kafka source of topic {self.cfg.topic!r}: the consumer settings are invalid "
+                              f"({err.args[0].str() if err.args else err})") from None
         self._consumer = consumer
         consumer.subscribe([self.cfg.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         topic = self.cfg.topic
@@ -332,9 +339,26 @@ class KafkaSource(Source):
             log.warning("kafka offset commit for %s/%s failed (%s); the catalog position stands", topic, partition, err)
 
     def close(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close()
-            finally:
-                self._consumer = None
+        """Close the consumer (leave the group); given up after ``close_timeout_s`` when the brokers are gone
+        (librdkafka's close then waits for them for ever)."""
+        if self._consumer is None:
+            return
+        consumer, self._consumer = self._consumer, None
+        t = threading.Thread(target=_close_quietly, args=(consumer,), name="kafka-close", daemon=True)
+        t.start()
+        t.join(self.close_timeout_s)
+        if t.is_alive():
+            log.warning("kafka: the consumer did not close within %g s (brokers unreachable); left behind",
+                        self.close_timeout_s)
+            _ABANDONED.append(consumer)  # never destroyed: its destructor would block too
+
+
+_ABANDONED: list[Any] = []
+
+
+def _close_quietly(consumer: Any) -> None:
+    try:
+        consumer.close()
+    except Exception as err:  # noqa: BLE001 - closing is best effort
+        log.warning("kafka: closing the consumer failed (%s)", err)
 

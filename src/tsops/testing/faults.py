@@ -241,10 +241,10 @@ def produce_topic(bootstrap: str, topic: str, lines: list[bytes], partitions: in
     return {(f"kafka:{topic}/{part}", o) for part in range(partitions) for o in range(counts[part])}
 
 
-def kafka_source(bootstrap: str, topic: str, batch_size: int, idle_s: float = 4.0) -> dict[str, Any]:
+def kafka_source(bootstrap: str, topic: str, batch_size: int, idle_s: float = 4.0, **consumer: Any) -> dict[str, Any]:
     return {"kind": "kafka", "bootstrap_servers": bootstrap, "topic": topic, "group_id": f"g-{topic}",
             "batch_size": batch_size, "idle_timeout_s": idle_s, "poll_timeout_s": 0.5,
-            "consumer": {"session.timeout.ms": 3000, "log_level": 0}}
+            "consumer": {"session.timeout.ms": 3000, "log_level": 0, **consumer}}
 
 
 def mock_cluster() -> tuple[Any, str]:
@@ -354,10 +354,13 @@ def kafka_broker_loss(root: Path, n: int = 12_000, batch_size: int = 100, losses
     for _ in range(losses):
         owner, bootstrap = _start_owner(topic, n, seed)
         try:
-            write_project(root, kafka_source(bootstrap, topic, batch_size, idle_s=3.0))
+            # a small fetch queue: the broker dies with most of the topic not yet fetched
+            write_project(root, kafka_source(bootstrap, topic, batch_size, idle_s=3.0,
+                                             **{"queued.max.messages.kbytes": 64}))
             before = committed(root)
+            err_file = open(root / f"stderr-{res.runs}.txt", "w+")  # noqa: SIM115 - a pipe could fill and block
             proc = subprocess.Popen(tsops_cmd(root, "ingest"), env=_env(), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
+                                    stderr=err_file, text=True)
             res.runs += 1
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline and committed(root) <= before:
@@ -367,11 +370,14 @@ def kafka_broker_loss(root: Path, n: int = 12_000, batch_size: int = 100, losses
             owner.wait()
         res.kills += 1
         try:
-            _, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            proc.wait()
             res.note += " ingestion hung after the broker loss;"
+        err_file.seek(0)
+        err = err_file.read()
+        err_file.close()
         res.exit_codes[proc.returncode] += 1
         stderr_lines += [ln for ln in err.splitlines() if "error:" in ln]
     owner, bootstrap = _start_owner(topic, n, seed)  # the broker is back with its log
@@ -505,13 +511,17 @@ def concurrent(root: Path, rounds: int = 6, procs: int = 3, per_round: int = 2_0
     for r in range(rounds):
         expected |= write_files(root, per_round, 2, seed + r, prefix=f"round{r:02d}", start=r * per_round)
         cmds = [tsops_cmd(root, "ingest", *(["--wait"] if k % 2 else [])) for k in range(procs)]
-        ps = [subprocess.Popen(c, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-              for c in cmds]
+        errs = [open(root / f"stderr-{r}-{k}.txt", "w+") for k in range(len(cmds))]  # noqa: SIM115
+        ps = [subprocess.Popen(c, env=_env(), stdout=subprocess.DEVNULL, stderr=e, text=True)
+              for c, e in zip(cmds, errs, strict=True)]
         res.runs += len(ps)
         if r % 3 == 2:  # kill the one holding the lock, once it committed something
             _kill_lock_holder(root, ps, rng, res)
-        for p in ps:
-            _, err = p.communicate(timeout=600)
+        for p, e in zip(ps, errs, strict=True):
+            p.wait(timeout=600)
+            e.seek(0)
+            err = e.read()
+            e.close()
             res.exit_codes["SIGKILL" if p.returncode == -signal.SIGKILL else p.returncode] += 1
             if p.returncode not in (0, 2, -signal.SIGKILL):
                 res.note += f" run failed: {err.strip().splitlines()[-1:]};"
