@@ -396,3 +396,55 @@ def test_jsonl_resume_mid_file(tmp_path):
     assert records(first + rest).column("ts").to_pylist() == list(range(10))
     assert [b.key.rsplit("-", 2)[-2:] for b in rest] == [["r6", "9"], ["r9", "10"]]
     assert end["r.jsonl"]["done"] is True
+
+
+# ------------------------------------------------------------------------------------------------ quoting
+def _rows(n: int) -> list[str]:
+    return ["ts,sensor,value\n"] + [f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d},s{i % 3},{i}\n" for i in range(n)]
+
+
+@pytest.mark.parametrize("bad_line", [
+    '2026-01-01T00:00:05,"s2,5\n',  # unclosed quote in a middle field: would swallow the rest
+    '2026-01-01T00:00:05,s2,"5\n',  # unclosed quote in the last field: would swallow the rest into it
+    '2026-01-01T00:00:05,"s2"x,5\n',  # text after a closing quote
+    '2026-01-01T00:00:05,s2,5\r6\n',  # a bare carriage return: a row break for the parser
+])
+@pytest.mark.parametrize("batch_rows", [100, 2000])
+def test_malformed_quoting_costs_one_line_and_the_rest_is_read(tmp_path, bad_line, batch_rows):
+    rows = _rows(1000)
+    rows[6] = bad_line  # line 7 of the file
+    (tmp_path / "a.csv").write_text("".join(rows), newline="")
+    bs, pos = run(cfg("a.csv", batch_rows=batch_rows), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [7] and "a.csv line 7:" in bad[0].reason
+    t = records(bs)
+    assert t.num_rows == 999 and sum(x.consumed for x in bs) == 1000
+    assert t.column("value").to_pylist()[4:7] == ["4", "6", "7"] and pos["a.csv"]["done"]
+    assert list(np.concatenate([x.pos for x in bs])[4:7]) == [6, 8, 9]  # line numbers of the rows after it
+
+
+def test_stray_quote_closed_far_away_is_rejected_and_a_valid_multiline_record_kept(tmp_path):
+    rows = _rows(600)
+    rows[6] = '2026-01-01T00:00:05,s2,"5\n'
+    rows[500] = '2026-01-01T00:08:19,s1,5"\n'  # closes the quote 494 lines later: not one record
+    rows[300] = '2026-01-01T00:04:59,"multi\nline, with a comma",299\n'  # a real quoted line break
+    (tmp_path / "a.csv").write_text("".join(rows), newline="")
+    bs, _ = run(cfg("a.csv", batch_rows=128), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [7] and "taken as an unclosed quote" in bad[0].reason
+    t = records(bs)
+    assert t.num_rows == 599
+    assert "multi\nline, with a comma" in t.column("sensor").to_pylist()
+    assert '5"' in t.column("value").to_pylist()  # a quote inside an unquoted field is a literal
+
+
+def test_quote_never_closed_within_the_limit(tmp_path, monkeypatch):
+    import tsops.ingest.files as files
+
+    monkeypatch.setattr(files, "MAX_RECORD_LINES", 5)
+    text = 'k,v\na,"1\n' + "".join(f"b{i},{i}\n" for i in range(20)) + 'c,"x"\n'
+    (tmp_path / "a.csv").write_text(text, newline="")
+    bs, _ = run(cfg("a.csv"), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [2] and "not closed within 5 lines" in bad[0].reason
+    assert records(bs).num_rows == 21
