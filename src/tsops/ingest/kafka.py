@@ -3,8 +3,18 @@
 The catalog, not Kafka, is the authority on what was ingested: the next offset of every partition is stored in
 the same catalog transaction that commits the batch's lake files. When the consumer group assigns a partition,
 uncommitted batches of that partition are rolled back and the consumer is positioned at the catalog's offset
-(falling back to the group's committed offset, then to ``auto.offset.reset``). Kafka offsets are committed after
-the catalog commit, so tools that watch consumer lag see progress, but a lost Kafka commit changes nothing.
+(falling back to the group's committed offset; a partition with neither starts at ``auto.offset.reset`` of the
+consumer settings, earliest by default). Kafka offsets are committed (asynchronously) after the catalog commit,
+so tools that watch consumer lag see progress, but a lost Kafka commit changes nothing.
+
+Gaps: a committed offset below the partition's log start (the broker deleted messages not yet ingested,
+retention) or beyond its end (the topic was deleted and recreated) is a gap, checked against the watermarks
+when the partition is assigned and, with librdkafka's ``auto.offset.reset=error``, whenever a fetch position
+is out of range. It fails the run (:class:`~tsops.ingest.base.GapError`, audited) unless the source says
+``on_gap: skip``; then reading goes on at the log start (a recreated topic's batches get a new generation in
+their keys, ``-g1``, so they are not mistaken for the old log's). Brokers that cannot be reached (reported by
+librdkafka's error callback and confirmed by a metadata request before giving up) and refused credentials
+fail the run with :class:`~tsops.ingest.base.SourceUnavailable`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ For every batch a source yields:
 
 A crash between 2 and 4 leaves a pending batch: the next run deletes its files before reading again from the
 committed positions, so the lake holds every record exactly once and ``accepted + quarantined = consumed``.
+That roll-back assumes no other run of the dataset is writing: :func:`tsops.ingest.api.ingest` holds the
+dataset's ingest lock for the run.
+
+One record can never fail its batch: whatever the conversion to long format raises is isolated to the
+records behind it (:func:`convert_records`), which are quarantined with the error as reason. Gaps the source
+reports (:meth:`~tsops.ingest.base.Source.gap`) go to the audit (``ingest_gap``) and the run's stats.
 """
 
 from __future__ import annotations

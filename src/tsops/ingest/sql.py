@@ -21,6 +21,11 @@ The upper bound ``ts <= now - delay_s`` (Connect's ``timestamp.delay.interval.ms
 transaction may still be open. As with Connect, a row committed later with a timestamp (and id) below the
 watermark is never read: choose ``delay_s`` larger than the longest writing transaction.
 
+A table whose newest row is below the committed watermark was truncated or recreated: a gap, checked when
+polling starts (:meth:`SqlPollingSource.check_gap`; fails the run unless ``on_gap: skip``). Connection and
+login failures raise :class:`~tsops.ingest.base.SourceUnavailable` naming the URL without its password.
+With an integer id column, each record's source position (``_pos`` in the lake) is its id.
+
 Timestamp columns may be DATETIME / ``timestamp`` (naive: interpreted in ``timezone``, UTC by default),
 ``timestamp with time zone`` / MySQL TIMESTAMP (the session runs in UTC), or integer epochs (``epoch_unit``,
 ms by default). Rows with a NULL timestamp are never read. Records come out as Arrow tables typed from the

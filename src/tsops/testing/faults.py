@@ -391,7 +391,7 @@ def kafka_broker_loss(root: Path, n: int = 12_000, batch_size: int = 100, losses
         owner.wait()
     res.seconds = time.perf_counter() - t0
     if stderr_lines:
-        res.note += " " + stderr_lines[-1].split("error:", 1)[1].strip()[:80] + ";"
+        res.note += " the runs that lost the broker: `" + stderr_lines[-1].split("error:", 1)[1].split(" at ")[0].strip() + "`;"
     return verify(root, expected, res)
 
 
