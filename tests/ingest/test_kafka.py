@@ -174,7 +174,7 @@ def test_two_ingests_at_once_are_serialised_by_the_dataset_lock(tmp_path, mock_c
              for extra in ([], [], ["--wait"])]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     codes = [p.returncode for p in procs]
-    assert codes[2] == 0 and set(codes) <= {0, 2} and 0 in codes[:2], errs
+    assert codes[2] == 0 and set(codes) <= {0, 2}, errs  # the --wait one always gets its turn
     for c, e in zip(codes, errs, strict=True):
         if c == 2:
             assert "an ingest run on dataset 'sensors' is already in progress" in e
