@@ -755,13 +755,15 @@ class EnvelopeParser:
             cols.append(col)
         for j, dec in decode.items():
             cols[j] = pa.array(dec, type=schema.fields[j].out_type)
-        cols = [_finalize(f, c) for f, c in zip(schema.fields, cols, strict=True)]
         index = pa.array(idxs, type=pa.int64())
+        if suspect.any():  # before the casts of _finalize, which out-of-range suspects would fail
+            slow.extend(np.asarray(idxs)[suspect].tolist())
+            keep = pa.array(~suspect)
+            cols = [c.filter(keep) for c in cols]
+            index = index.filter(keep)
+        cols = [_finalize(f, c) for f, c in zip(schema.fields, cols, strict=True)]
         out = pa.Table.from_arrays(
             [*cols, index], schema=schema.out_schema.append(pa.field(INDEX_COLUMN, pa.int64())))  # type: ignore[attr-defined]
-        if suspect.any():
-            slow.extend(np.asarray(idxs)[suspect].tolist())
-            out = out.filter(pa.array(~suspect))
         tables.append((schema, out))
 
     # ------------------------------------------------------------ slow path
@@ -887,7 +889,7 @@ def _infer_schema(msgs: list[bytes | None]) -> _Schema:
                 kinds[k] = "float"
     fields = []
     for k, kind in kinds.items():
-        if k == INDEX_COLUMN:
+        if k in (INDEX_COLUMN, _LINE_KEY):  # reserved: records with them are bad ("not in schema")
             continue
         kind = kind or "string"
         label = {"int": "int64", "float": "float", "bool": "boolean", "string": "string"}[kind]

@@ -218,16 +218,23 @@ def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
     if table.num_rows == 0:
         return []
     attrs = [c for c in table.column_names if c not in (SERIES_ID, TS, VALUE, SRC, POS)]
-    aggs = [(TS, "min"), (TS, "max"), (TS, "count")] + [(a, "last") for a in attrs]
-    g = table.group_by(SERIES_ID, use_threads=False).aggregate(aggs)
+    # attribute names as column references: Arrow reads "a.b" as a path, so aggregate them under plain names
+    plain = table.select([SERIES_ID, TS, *attrs]).rename_columns([SERIES_ID, TS, *(f"a{i}" for i in range(len(attrs)))])
+    base = [(TS, "min"), (TS, "max"), (TS, "count")]
+    try:
+        g = plain.group_by(SERIES_ID, use_threads=False).aggregate(base + [(f"a{i}", "last") for i in range(len(attrs))])
+        attr_vals = {a: _pylist(g.column(f"a{i}_last")) for i, a in enumerate(attrs)}
+    except (pa.ArrowException, OverflowError, ValueError) as err:  # an attribute type Arrow cannot aggregate
+        log.warning("series attributes of this batch not recorded in the catalog (%s)", err)
+        g = plain.group_by(SERIES_ID, use_threads=False).aggregate(base)
+        attr_vals = {}
     ts_min = pc.cast(g.column(f"{TS}_min"), pa.int64()).to_pylist()
     ts_max = pc.cast(g.column(f"{TS}_max"), pa.int64()).to_pylist()
     counts = g.column(f"{TS}_count").to_pylist()
-    attr_vals = {a: g.column(f"{a}_last").to_pylist() for a in attrs}
     key_set = set(spec.keys)
     out = []
     for i, sid in enumerate(g.column(SERIES_ID).to_pylist()):
-        a = {k: _jsonable(v[i]) for k, v in attr_vals.items()}
+        a = {_no_nul(k): _jsonable(v[i]) for k, v in attr_vals.items()}
         doc: dict[str, Any] = {
             "series_id": sid,
             "first_ts_us": ts_min[i],
@@ -247,12 +254,26 @@ def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _pylist(col: pa.ChunkedArray) -> list[Any]:
+    try:
+        return col.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):  # e.g. a date beyond Python's range
+        return [str(v) for v in col]
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not np.isfinite(v):
         return str(v)  # JSON (and PostgreSQL's JSONB) has no NaN / Infinity
-    if v is None or isinstance(v, str | int | float | bool):
+    if isinstance(v, str):
+        return _no_nul(v)
+    if v is None or isinstance(v, int | float | bool):
         return v
-    return str(v)
+    return _no_nul(str(v))
+
+
+def _no_nul(s: str) -> str:
+    """PostgreSQL's JSONB cannot hold U+0000: the catalog's summary spells it out (the lake keeps the value)."""
+    return s.replace("\x00", "\\u0000") if "\x00" in s else s
 
 
 def run_ingest(
@@ -346,9 +367,9 @@ def _commit(
             f"batch {batch.key}: counts do not reconcile (accepted {accepted} + quarantined {q.num_rows} "
             f"!= consumed {batch.consumed})"
         )
+    docs = series_stats(long, spec) if long is not None else []  # before writing: a failure here leaves nothing
     catalog.begin_batch(dataset, source.name, batch.key, [p.path for p in planned], parts=stats["parts"])
     lake.write(planned)
-    docs = series_stats(long, spec) if long is not None else []
     committed = catalog.commit_batch(
         dataset, source.name, batch.key, positions_=batch.positions, series_docs=docs, stats=stats
     )
