@@ -71,7 +71,7 @@ def test_disk_full_during_a_lake_write(tmp_path, mode):
 
 
 def test_concurrent_ingest_runs(tmp_path):
-    res = faults.concurrent(tmp_path, rounds=3, procs=3, per_round=1500, batch_rows=200, seed=17)
+    res = faults.concurrent(tmp_path, rounds=3, procs=3, per_round=1000, batch_rows=200, seed=17)
     check(res)
     assert set(res.exit_codes) <= {0, 2, "SIGKILL"}, res.exit_codes  # 2: "already in progress"
     assert "still 'running'" not in res.note

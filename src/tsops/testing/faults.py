@@ -560,9 +560,22 @@ def _kill_lock_holder(root: Path, ps: list[subprocess.Popen], rng: random.Random
             time.sleep(rng.uniform(0.0, 0.3))
             if victim.poll() is None:
                 victim.send_signal(signal.SIGKILL)
-                res.kills += 1
+                victim.wait()
+                if _left_running(root, victim.pid):  # killed mid-run (not while exiting)
+                    res.kills += 1
             return
         time.sleep(0.05)
+
+
+def _left_running(root: Path, pid: int) -> bool:
+    from tsops.config import load_project
+
+    cat = load_project(root).catalog()
+    try:
+        return any(r["status"] == "running" and r["stats"].get("pid") == pid
+                   for r in cat.list_runs(DATASET, "ingest", 50))
+    finally:
+        cat.close()
 
 
 def run_all(scratch: Path, *, small: bool = False, mariadb_url: str | None = None,
