@@ -270,7 +270,7 @@ class _Chunk:
 
 #: a quoted field may span at most this many lines; an opening quote not closed within them is malformed
 MAX_RECORD_LINES = 10_000
-_QBODY = re.compile(rb'(?:[^"]|"")*')
+_QBODY = re.compile(rb'(?:[^"]++|"")*+')
 
 
 @functools.lru_cache(maxsize=8)
@@ -278,8 +278,16 @@ def _record_re(delim: bytes) -> re.Pattern[bytes]:
     """A complete, well-quoted CSV record on one line: quoted fields ("" escapes a quote) or unquoted
     fields that do not start with a quote (a quote inside them is a literal, as pyarrow reads it)."""
     d = re.escape(delim)
-    fld = rb'(?:"(?:[^"]|"")*"|[^"' + d + rb'\r\n][^' + d + rb'\r\n]*|)'
-    return re.compile(fld + rb"(?:" + d + fld + rb")*(?:\r?\n)?")
+    fld = rb'(?>"(?:[^"]++|"")*+"|[^"' + d + rb'\r\n][^' + d + rb'\r\n]*+|)'
+    return re.compile(fld + rb"(?:" + d + fld + rb")*+(?:\r?\n)?")
+
+
+@functools.lru_cache(maxsize=8)
+def _records_re(delim: bytes) -> re.Pattern[bytes]:
+    """Lines that are each one complete, well-quoted record (no quoted line breaks): one check per chunk."""
+    d = re.escape(delim)
+    fld = rb'(?>"(?:[^"\r\n]++|"")*+"|[^"' + d + rb'\r\n][^' + d + rb'\r\n]*+|)'  # atomic: no backtracking
+    return re.compile(rb"(?:" + fld + rb"(?:" + d + fld + rb")*+(?:\r?\n|\Z))*+")
 
 
 def _scan(ln: bytes, delim: bytes, inq: bool) -> tuple[bool, int, str | None]:
@@ -339,6 +347,9 @@ def _group(lines: list[bytes], lineno: int, f: BinaryIO, quote: bytes | None, de
     n = len(lines)
     if quote is None:
         return _Chunk(lines, lineno + np.arange(n, dtype=np.int64), n)
+    blob = b"".join(lines)
+    if (quote not in blob and blob.count(b"\r") == blob.count(b"\r\n")) or _records_re(delim).fullmatch(blob):
+        return _Chunk(lines, lineno + np.arange(n, dtype=np.int64), n)  # every line one well-formed record
     ok = _record_re(delim).fullmatch
     suspect = [j for j, ln in enumerate(lines) if not _plain(ln, quote) and not ok(ln)]
     if not suspect:
