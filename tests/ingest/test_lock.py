@@ -42,3 +42,29 @@ def test_other_datasets_are_not_blocked(tmp_path):
     faults.write_files(tmp_path, 10, 1, 3)
     with DatasetLock(tmp_path, "sensors", kind="ingest"):
         assert ingest(load_project(tmp_path), "other").consumed == 10
+
+
+def test_killed_ingest_is_marked_failed_by_the_next_run_and_by_runs_list(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    faults.write_project(tmp_path, faults.files_source(50))
+    faults.write_files(tmp_path, 3000, 3, 4)
+    cmd = [sys.executable, "-m", "tsops", "-p", str(tmp_path)]
+    proc = subprocess.Popen(cmd + ["ingest"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while faults.committed(tmp_path) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cat = load_project(tmp_path).catalog()
+    killed = cat.list_runs("sensors", "ingest")[0]
+    if killed["status"] != "running":
+        pytest.skip("the run finished before the kill")
+    out = subprocess.run(cmd + ["runs", "list"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "stale: process" in out.stdout
+    assert cat.get_run(killed["id"])["status"] == "failed"
+    assert ingest(load_project(tmp_path), "sensors").rolled_back <= 1
+    assert faults.committed(tmp_path) == 3000
