@@ -96,6 +96,11 @@ class KafkaSourceConfig(_Strict):
         description="stop when nothing arrives for this long (keep it above session.timeout.ms)",
     )
     consumer: dict[str, Any] = Field(default_factory=dict, description="extra librdkafka consumer settings")
+    on_gap: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="when records between the committed position and the first available one are gone "
+        "(retention, a truncated table, a replaced file): fail the run, or skip them (recorded in the audit)",
+    )
 
 
 class SqlSourceConfig(_Strict):
@@ -117,6 +122,11 @@ class SqlSourceConfig(_Strict):
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str | None = None
     kafka_key_columns: list[str] | None = None
+    on_gap: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="when records between the committed position and the first available one are gone "
+        "(retention, a truncated table, a replaced file): fail the run, or skip them (recorded in the audit)",
+    )
 
     @model_validator(mode="after")
     def _kafka_target(self) -> SqlSourceConfig:
@@ -136,6 +146,11 @@ class FileSourceConfig(_Strict):
     rename: dict[str, str] = Field(default_factory=dict, description="source column -> dataset column")
     envelope: bool = Field(default=True, description="jsonl lines are Kafka Connect envelopes")
     batch_rows: int = Field(default=100_000, gt=0)
+    on_gap: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="when records between the committed position and the first available one are gone "
+        "(retention, a truncated table, a replaced file): fail the run, or skip them (recorded in the audit)",
+    )
 
 
 SourceConfig = Annotated[

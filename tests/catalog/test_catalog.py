@@ -84,3 +84,28 @@ def test_unsupported_dialect_is_a_clear_error(tmp_path):
 def test_tables_exist(catalog):
     names = set(sa.inspect(catalog.engine).get_table_names())
     assert {t.name for t in metadata.sorted_tables} <= names
+
+
+def test_runs_record_their_process_and_dead_ones_are_marked_failed(catalog):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    own = catalog.start_run("ingest", "ds")
+    run = catalog.get_run(own)
+    assert run["stats"]["pid"] == os.getpid() and run["stats"]["host"] == socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = catalog.start_run("ingest", "ds", {"source": "x"})
+    other_host = catalog.start_run("ingest", "ds")
+    with catalog.begin() as c:  # a run of a process that has exited, and one on another host
+        from tsops.catalog.store import runs
+
+        c.execute(sa.update(runs).where(runs.c.id == gone).values(
+            stats={"source": "x", "pid": int(dead.stdout), "host": socket.gethostname()}))
+        c.execute(sa.update(runs).where(runs.c.id == other_host).values(stats={"pid": 1, "host": "elsewhere"}))
+    assert catalog.fail_stale_runs(dataset="ds") == [gone]
+    r = catalog.get_run(gone)
+    assert r["status"] == "failed" and r["error"].startswith("stale: process") and r["finished_at"]
+    assert catalog.get_run(own)["status"] == "running" and catalog.get_run(other_host)["status"] == "running"
+    assert catalog.fail_stale_runs() == []

@@ -406,3 +406,18 @@ def test_empty_batch_and_fast_path_is_really_taken(monkeypatch):
     assert len(calls) == 0  # no message needed the per-message path: the schema block was learnt and cached
     r = parser.parse([*msgs[:50], env(pay(input_data="x")), *msgs[50:]])
     assert len(calls) == 1 and [b.index for b in r.bad] == [50]
+
+
+def test_parser_itself_never_raises_on_found_poison():
+    """Messages hypothesis found making the parser raise (now bad records with a reason)."""
+    date_out_of_range = json.dumps({"schema": {"type": "struct", "optional": False, "fields": [
+        {"type": "int8", "optional": False, "field": "position"},
+        {"type": "int32", "name": "org.apache.kafka.connect.data.Date", "optional": False, "field": "d"}]},
+        "payload": {"d": 2147483648}}).encode()
+    for msgs in ([date_out_of_range], [EXAMPLE, date_out_of_range, EXAMPLE]):
+        out = EnvelopeParser().parse(msgs)
+        assert out.table.num_rows + len(out.bad) == len(msgs) and len(out.bad) == 1
+    reserved = [b'{"a": 1}', b'{"a": 2, "\\u0000ln": 0}', b'{"_index": 3}']
+    out = parse_json_records(reserved)
+    assert out.table.num_rows == 1 and [b.index for b in out.bad] == [1, 2]
+    assert "not in schema" in out.bad[0].reason

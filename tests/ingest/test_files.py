@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import logging
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from tsops.config import FileSourceConfig
 from tsops.datamodel import to_long
 from tsops.datasets.files import path_of, paths_of, preset_of
+from tsops.ingest.base import GapError
 from tsops.ingest.files import AIR_VALUES, BEIJING_VALUES, FileSource, preset_series_spec
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -189,12 +189,36 @@ def test_grown_file_continues_and_changed_file_is_reingested(tmp_path, caplog):
     assert records(b2).column("value").to_pylist() == ["5", "6"]
     assert list(b2[0].pos) == [7, 8]  # line numbers continue
     assert pos2["log.csv"]["rows"] == 7 and pos2["log.csv"]["sha"] != pos["log.csv"]["sha"]
-    # changed in place (not an append): ingested again from the start, with a warning
+    # changed in place (not an append): a gap; the run fails before reading anything ...
     _write(f, "ts,sensor,value\n2024-01-01T00:00:00,s1,99\n")
-    with caplog.at_level(logging.WARNING, logger="tsops.ingest.files"):
-        b3, _ = run(c, tmp_path, pos2)
+    with pytest.raises(GapError, match=r"log.csv: the file shrank from .* after 7 rows were ingested.*on_gap: skip"):
+        run(c, tmp_path, pos2)
+    # ... unless the source says on_gap: skip: then it is ingested again from the start, and the gap reported
+    gaps = []
+    c_skip = cfg("log.csv", batch_rows=2, on_gap="skip")
+    with FileSource(c_skip, tmp_path) as src:
+        src.gap_sink = lambda g, action: gaps.append((g, action))
+        src.open(pos2)
+        b3 = list(src.batches())
     assert records(b3).column("value").to_pylist() == ["99"]
-    assert any("changed since it was ingested" in r.message for r in caplog.records)
+    assert len(gaps) == 1 and gaps[0][1] == "skipped" and gaps[0][0].committed["rows"] == 7
+
+
+def test_replaced_or_vanished_file_before_its_end_is_a_gap(tmp_path):
+    f = tmp_path / "a.csv"
+    _write(f, "k,v\n" + "".join(f"a,{i}\n" for i in range(10)))
+    _, pos = run(cfg("a.csv", batch_rows=4), tmp_path, limit=1)  # 4 rows in, not done
+    _write(f, "k,v\n" + "".join(f"b,{i}\n" for i in range(10)))  # same size, other content
+    with pytest.raises(GapError, match="was replaced"):
+        run(cfg("a.csv", batch_rows=4), tmp_path, pos)
+    f.unlink()
+    with pytest.raises(GapError, match="disappeared after 4 rows"):
+        run(cfg("a.csv", batch_rows=4), tmp_path, pos)
+    # a file read to the end may be archived away: not a gap
+    _write(f, "k,v\na,1\n")
+    _, pos = run(cfg("a.csv"), tmp_path)
+    f.unlink()
+    assert run(cfg("a.csv"), tmp_path, pos)[0] == []
 
 
 def test_partial_last_line_is_not_treated_as_append(tmp_path, caplog):
@@ -203,10 +227,10 @@ def test_partial_last_line_is_not_treated_as_append(tmp_path, caplog):
     c = cfg("a.csv")
     _, pos = run(c, tmp_path)
     _write(f, "k,v\na,1\nb,23\nc,4\n")
-    with caplog.at_level(logging.WARNING, logger="tsops.ingest.files"):
-        b, _ = run(c, tmp_path, pos)
+    with pytest.raises(GapError, match="was replaced"):
+        run(c, tmp_path, pos)
+    b, _ = run(cfg("a.csv", on_gap="skip"), tmp_path, pos)
     assert records(b).column("v").to_pylist() == ["1", "23", "4"]
-    assert any("changed" in r.message for r in caplog.records)
 
 
 # ------------------------------------------------------------------------------------------------ bad lines
@@ -372,3 +396,55 @@ def test_jsonl_resume_mid_file(tmp_path):
     assert records(first + rest).column("ts").to_pylist() == list(range(10))
     assert [b.key.rsplit("-", 2)[-2:] for b in rest] == [["r6", "9"], ["r9", "10"]]
     assert end["r.jsonl"]["done"] is True
+
+
+# ------------------------------------------------------------------------------------------------ quoting
+def _rows(n: int) -> list[str]:
+    return ["ts,sensor,value\n"] + [f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d},s{i % 3},{i}\n" for i in range(n)]
+
+
+@pytest.mark.parametrize("bad_line", [
+    '2026-01-01T00:00:05,"s2,5\n',  # unclosed quote in a middle field: would swallow the rest
+    '2026-01-01T00:00:05,s2,"5\n',  # unclosed quote in the last field: would swallow the rest into it
+    '2026-01-01T00:00:05,"s2"x,5\n',  # text after a closing quote
+    '2026-01-01T00:00:05,s2,5\r6\n',  # a bare carriage return: a row break for the parser
+])
+@pytest.mark.parametrize("batch_rows", [100, 2000])
+def test_malformed_quoting_costs_one_line_and_the_rest_is_read(tmp_path, bad_line, batch_rows):
+    rows = _rows(1000)
+    rows[6] = bad_line  # line 7 of the file
+    (tmp_path / "a.csv").write_text("".join(rows), newline="")
+    bs, pos = run(cfg("a.csv", batch_rows=batch_rows), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [7] and "a.csv line 7:" in bad[0].reason
+    t = records(bs)
+    assert t.num_rows == 999 and sum(x.consumed for x in bs) == 1000
+    assert t.column("value").to_pylist()[4:7] == ["4", "6", "7"] and pos["a.csv"]["done"]
+    assert list(np.concatenate([x.pos for x in bs])[4:7]) == [6, 8, 9]  # line numbers of the rows after it
+
+
+def test_stray_quote_closed_far_away_is_rejected_and_a_valid_multiline_record_kept(tmp_path):
+    rows = _rows(600)
+    rows[6] = '2026-01-01T00:00:05,s2,"5\n'
+    rows[500] = '2026-01-01T00:08:19,s1,5"\n'  # closes the quote 494 lines later: not one record
+    rows[300] = '2026-01-01T00:04:59,"multi\nline, with a comma",299\n'  # a real quoted line break
+    (tmp_path / "a.csv").write_text("".join(rows), newline="")
+    bs, _ = run(cfg("a.csv", batch_rows=128), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [7] and "taken as an unclosed quote" in bad[0].reason
+    t = records(bs)
+    assert t.num_rows == 599
+    assert "multi\nline, with a comma" in t.column("sensor").to_pylist()
+    assert '5"' in t.column("value").to_pylist()  # a quote inside an unquoted field is a literal
+
+
+def test_quote_never_closed_within_the_limit(tmp_path, monkeypatch):
+    import tsops.ingest.files as files
+
+    monkeypatch.setattr(files, "MAX_RECORD_LINES", 5)
+    text = 'k,v\na,"1\n' + "".join(f"b{i},{i}\n" for i in range(20)) + 'c,"x"\n'
+    (tmp_path / "a.csv").write_text(text, newline="")
+    bs, _ = run(cfg("a.csv"), tmp_path)
+    bad = [b for x in bs for b in x.bad]
+    assert [b.pos for b in bad] == [2] and "not closed within 5 lines" in bad[0].reason
+    assert records(bs).num_rows == 21

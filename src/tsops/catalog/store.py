@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -454,13 +456,40 @@ class Catalog:
 
     # ---------------------------------------------------------------- runs and audit
     def start_run(self, kind: str, dataset: str | None = None, stats: Mapping[str, Any] | None = None) -> int:
+        """Record a running run; its stats carry ``pid`` and ``host`` so that a dead run can be recognised."""
+        doc = {**dict(stats or {}), "pid": os.getpid(), "host": socket.gethostname()}
         with self.engine.begin() as c:
             res = c.execute(
-                sa.insert(runs).values(
-                    kind=kind, dataset=dataset, status="running", started_at=now_us(), stats=dict(stats or {})
-                )
+                sa.insert(runs).values(kind=kind, dataset=dataset, status="running", started_at=now_us(), stats=doc)
             )
             return int(res.inserted_primary_key[0])
+
+    def fail_stale_runs(self, kind: str | None = None, dataset: str | None = None) -> list[int]:
+        """Mark failed the runs still "running" whose process is gone; returns their ids.
+
+        Only runs recorded on this host can be checked (their ``pid`` is not alive, or is now another process
+        started after the run). Runs of other hosts are left to those hosts.
+        """
+        q = sa.select(runs.c.id, runs.c.kind, runs.c.started_at, runs.c.stats).where(runs.c.status == "running")
+        if kind:
+            q = q.where(runs.c.kind == kind)
+        if dataset:
+            q = q.where(runs.c.dataset == dataset)
+        host = socket.gethostname()
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        stale = []
+        for r in rows:
+            st = r.stats if isinstance(r.stats, dict) else json.loads(r.stats or "{}")
+            pid = st.get("pid")
+            if st.get("host") != host or not isinstance(pid, int) or _process_alive(pid, r.started_at):
+                continue
+            err = f"stale: process {pid} on {host} ended without finishing the run (killed?)"
+            self._run(sa.update(runs).where(runs.c.id == r.id, runs.c.status == "running")
+                      .values(status="failed", finished_at=now_us(), error=err))
+            log.warning("run %s (%s) marked failed: %s", r.id, r.kind, err)
+            stale.append(int(r.id))
+        return stale
 
     def finish_run(
         self, run_id: int, status: str = "success", stats: Mapping[str, Any] | None = None, error: str | None = None
@@ -520,6 +549,21 @@ class Catalog:
 def _is_profile(doc: Any) -> bool:
     """A stored profile (catalogs from before the profile kept the analysis statistics under that key)."""
     return isinstance(doc, dict) and "series_id" in doc
+
+
+def _process_alive(pid: int, started_at_us: int) -> bool:
+    """Whether ``pid`` is a live process that already existed when the run started (not a reused pid)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return p.create_time() <= started_at_us / 1e6 + 1.0
+    except psutil.AccessDenied:  # another user's live process
+        return True
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
 
 
 def _retryable(err: Exception) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -136,17 +137,27 @@ def ingest(
     ),
     follow: bool = typer.Option(False, "--follow", help="keep consuming (Kafka) instead of stopping when caught up"),
     max_batches: Optional[int] = typer.Option(None, help="stop after this many batches"),  # noqa: UP045
+    wait: bool = typer.Option(False, "--wait", help="wait for a running ingestion of the dataset instead of exiting"),
 ) -> None:
-    """Ingest new records from each dataset's source into the lake, exactly once."""
+    """Ingest new records from each dataset's source into the lake, exactly once.
+
+    One ingestion per dataset at a time: a second one exits with a message naming the running one (exit code
+    2), or queues behind it with --wait. A source that cannot be reached, refuses the credentials or has a gap
+    (records deleted before they were ingested) fails its dataset with one line; the other datasets still run,
+    and the exit code is 1.
+    """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from tsops.ingest.api import ingest as run
+    from tsops.ingest.base import GapError, SourceUnavailable
+    from tsops.orchestration.lock import LockBusy
 
     project = load()
     names = dataset or [n for n, d in project.config.datasets.items() if d.source is not None]
     if not names:
         raise UserError("no dataset has a `source:` in tsops.yaml: nothing to ingest")
     reports = []
+    failed: list[str] = []
     with Progress(
         SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), console=err_console, transient=False,
@@ -161,7 +172,21 @@ def ingest(
                     f" · {r.records_per_s:,.0f} rec/s",
                 )
 
-            rep = run(project, name, follow=follow, max_batches=max_batches, on_batch=on_batch)
+            try:
+                rep = run(project, name, follow=follow, max_batches=max_batches, on_batch=on_batch, wait=wait)
+            except LockBusy as err:
+                raise UserError(str(err)) from None
+            except (GapError, SourceUnavailable, OSError) as err:
+                if isinstance(err, OSError) and not isinstance(err, SourceUnavailable) and \
+                        err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    err = f"no space left writing the lake ({err.strerror}): free space, then run " \
+                          "`tsops ingest` again (uncommitted files are rolled back, nothing is lost)"
+                progress.update(task, total=1, completed=0, info="[red]failed[/red]")
+                err_console.print(f"[red]error:[/red] {name}: {err}", soft_wrap=True)
+                failed.append(name)
+                continue
             progress.update(task, total=1, completed=1)
             reports.append(rep)
     t = Table(title="ingestion")
@@ -177,6 +202,10 @@ def ingest(
         if r.reasons:
             console.print(f"[yellow]{r.dataset}: quarantined by reason[/yellow] " + ", ".join(
                 f"{k} ({v})" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])))
+        for g in r.gaps:
+            console.print(f"[yellow]{r.dataset}: gap skipped (on_gap: skip)[/yellow] {g['part']}: {g['detail']}")
+    if failed:
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------------- catalog
@@ -568,10 +597,12 @@ def runs_list(
     from tsops.catalog import us_to_iso
 
     project = load()
+    cat = project.catalog()
+    cat.fail_stale_runs()  # "running" runs whose process on this host is gone
     t = Table(title="runs")
     for c in ("id", "kind", "dataset", "status", "started", "seconds", "error"):
         t.add_column(c)
-    for r in project.catalog().list_runs(dataset, kind, limit):
+    for r in cat.list_runs(dataset, kind, limit):
         secs = (r["finished_at"] - r["started_at"]) / 1e6 if r["finished_at"] else None
         t.add_row(str(r["id"]), r["kind"], r["dataset"] or "", r["status"], us_to_iso(r["started_at"]) or "",
                   f"{secs:.1f}" if secs is not None else "", (r["error"] or "")[:60])

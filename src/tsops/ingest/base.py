@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -65,11 +68,59 @@ class SourceBatch:
         return self.records.num_rows + len(self.bad)
 
 
+class GapError(RuntimeError):
+    """Records between the committed position and the first record still available are gone."""
+
+
+class SourceUnavailable(RuntimeError):
+    """The source cannot be reached, or it refused the credentials (the message never contains them)."""
+
+
+@dataclass
+class Gap:
+    """Records a source can no longer deliver: between ``committed`` (the catalog position) and ``available``
+    (the first position the source still has) of partition ``part``."""
+
+    part: str
+    committed: Any
+    available: Any
+    detail: str
+    #: how many records were lost, when the source can tell
+    skipped: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"part": self.part, "committed": self.committed, "available": self.available,
+                "detail": self.detail, "skipped": self.skipped}
+
+
 class Source(abc.ABC):
-    """A stream of :class:`SourceBatch` es that can resume from stored positions."""
+    """A stream of :class:`SourceBatch` es that can resume from stored positions.
+
+    A source that finds a gap (:class:`Gap`: its committed position is no longer available, e.g. deleted by
+    retention, a truncated table, a replaced file) calls :meth:`gap`: the runner records it in the audit and
+    the run's stats, and unless the source's config says ``on_gap: skip`` the run fails with
+    :class:`GapError`.
+    """
 
     #: a stable name for this source within its dataset, used as the catalog position namespace
     name: str = "source"
+    #: "fail" (default) or "skip": what a gap does (from the source config's ``on_gap``)
+    on_gap: str = "fail"
+    #: set by the runner: receives every gap with the action taken ("skipped" or "failed")
+    gap_sink: Callable[[Gap, str], None] | None = None
+
+    def gap(self, g: Gap) -> None:
+        """Report a gap: recorded by the runner; raises :class:`GapError` unless ``on_gap`` is ``skip``."""
+        action = "skipped" if self.on_gap == "skip" else "failed"
+        if self.gap_sink is not None:
+            self.gap_sink(g, action)
+        if action == "failed":
+            lost = f" ({g.skipped:,} records)" if g.skipped is not None else ""
+            raise GapError(
+                f"{self.name} {g.part}: {g.detail}{lost}; nothing after the gap was ingested. Set `on_gap: skip` "
+                "in the dataset's source config to skip it (recorded in the audit)"
+            )
+        log.warning("%s %s: %s: skipped (on_gap: skip)", self.name, g.part, g.detail)
 
     def open(self, positions: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Receive the committed positions of this source (partition key -> position) before reading."""

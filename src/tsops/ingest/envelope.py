@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import decimal
 import json
 import logging
 import math
@@ -68,6 +69,7 @@ _MS_PER_DAY = 86_400_000
 _ROW_HINT = re.compile(r"in row (\d+)")
 _FAST_CHUNK = 16384  # lines per vectorised read (keeps the working set in cache)
 _MAX_PREFIXES = 64
+_WIDE = decimal.Context(prec=40, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 _LINE_KEY = "\x00ln"  # written as "\u0000ln" in JSON: cannot clash with a field that passes the schema
 
 
@@ -249,8 +251,15 @@ def _b64(s: str) -> bytes:
 
 
 def _decimal_from_b64(s: str, scale: int) -> float:
+    """The float64 of a Connect Decimal; OverflowError when it is beyond float64's range."""
     unscaled = int.from_bytes(_b64(s), "big", signed=True)
-    return unscaled / 10**scale if scale >= 0 else float(unscaled * 10 ** (-scale))
+    if abs(scale) <= 400:
+        x = unscaled / 10**scale if scale >= 0 else float(unscaled * 10 ** (-scale))
+    else:  # no 10**scale of a huge scale: decimal scales the exponent (0.0 or beyond float64, as it should)
+        x = float(decimal.Decimal(unscaled).scaleb(-scale, _WIDE))
+    if not math.isfinite(x):
+        raise OverflowError("beyond the float64 range")
+    return x
 
 
 def _check_value(f: _Field, v: Any) -> Any:
@@ -277,7 +286,10 @@ def _check_value(f: _Field, v: Any) -> Any:
             raise _Bad(f"field '{f.name}': expected boolean, got {_describe(v)}")
         return v
     if k == "decimal" and t in (int, float):
-        x = float(v)
+        try:
+            x = float(v)
+        except OverflowError:
+            x = math.inf
         if not math.isfinite(x):
             raise _Bad(f"field '{f.name}': number {v!r} is not finite")
         return x
@@ -293,6 +305,9 @@ def _check_value(f: _Field, v: Any) -> Any:
         return _decimal_from_b64(v, f.scale) if k == "decimal" else _b64(v)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise _Bad(f"field '{f.name}': {_describe(v)} is not valid base64 for {f.type_label}") from None
+    except OverflowError:
+        raise _Bad(f"field '{f.name}': Decimal {_describe(v)} with scale {f.scale} is beyond the float64 "
+                   "range") from None
 
 
 def _check_payload(schema: _Schema, payload: Any) -> dict[str, Any]:
@@ -733,20 +748,22 @@ class EnvelopeParser:
                         continue
                     try:
                         dec.append(_decimal_from_b64(v, f.scale) if f.kind == "decimal" else _b64(v))
-                    except (binascii.Error, ValueError, UnicodeEncodeError):
+                    except (binascii.Error, ValueError, UnicodeEncodeError, OverflowError):
                         dec.append(None)
                         suspect[r] = True
                 decode[j] = dec
             cols.append(col)
         for j, dec in decode.items():
             cols[j] = pa.array(dec, type=schema.fields[j].out_type)
-        cols = [_finalize(f, c) for f, c in zip(schema.fields, cols, strict=True)]
         index = pa.array(idxs, type=pa.int64())
+        if suspect.any():  # before the casts of _finalize, which out-of-range suspects would fail
+            slow.extend(np.asarray(idxs)[suspect].tolist())
+            keep = pa.array(~suspect)
+            cols = [c.filter(keep) for c in cols]
+            index = index.filter(keep)
+        cols = [_finalize(f, c) for f, c in zip(schema.fields, cols, strict=True)]
         out = pa.Table.from_arrays(
             [*cols, index], schema=schema.out_schema.append(pa.field(INDEX_COLUMN, pa.int64())))  # type: ignore[attr-defined]
-        if suspect.any():
-            slow.extend(np.asarray(idxs)[suspect].tolist())
-            out = out.filter(pa.array(~suspect))
         tables.append((schema, out))
 
     # ------------------------------------------------------------ slow path
@@ -872,7 +889,7 @@ def _infer_schema(msgs: list[bytes | None]) -> _Schema:
                 kinds[k] = "float"
     fields = []
     for k, kind in kinds.items():
-        if k == INDEX_COLUMN:
+        if k in (INDEX_COLUMN, _LINE_KEY):  # reserved: records with them are bad ("not in schema")
             continue
         kind = kind or "string"
         label = {"int": "int64", "float": "float", "bool": "boolean", "string": "string"}[kind]
@@ -903,3 +920,68 @@ def parse_json_records(messages: Sequence[bytes | None], schema: pa.Schema | Non
     fail), and records that disagree are bad records.
     """
     return (parser or _DEFAULT).parse_plain(messages, schema)
+
+
+def parse_isolating(parse: Any, messages: Sequence[bytes | None]) -> ParsedBatch:
+    """``parse(messages)``, but a message that makes the parser itself raise becomes a bad record.
+
+    The parsers turn every problem they know into a bad record; this is the guard for the ones they do not
+    (a bug, a limit of Arrow): when ``parse`` raises on the batch, each message is parsed alone, the ones
+    that raise are bad records named by the error, and the others are parsed together again. So one
+    message can never fail its batch.
+    """
+    msgs = list(messages)
+    try:
+        return parse(msgs)
+    except SchemaConflictError:  # the caller's choice (on_conflict="raise"): not a parser failure
+        raise
+    except Exception as err:  # noqa: BLE001 - isolate the message(s) behind it
+        log.warning("parser raised on a batch of %d messages (%s: %s); isolating the message(s) behind it",
+                    len(msgs), type(err).__name__, err)
+    crashed: dict[int, str] = {}
+    for i, m in enumerate(msgs):
+        try:
+            parse([m])
+        except Exception as err:  # noqa: BLE001
+            crashed[i] = f"parser error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    keep = [i for i in range(len(msgs)) if i not in crashed]
+    try:
+        sub = parse([msgs[i] for i in keep])
+    except Exception as err:  # noqa: BLE001 - messages that only fail together: keep each alone
+        log.warning("parser still raises without the isolated messages (%s); parsing one by one", err)
+        return _one_by_one(parse, msgs, crashed)
+    index = np.asarray(keep, dtype=np.int64)
+    table = sub.table
+    if table.num_rows:
+        idx = index[table.column(INDEX_COLUMN).to_numpy()]
+        table = table.set_column(table.column_names.index(INDEX_COLUMN), INDEX_COLUMN, pa.array(idx, pa.int64()))
+    bad = [BadRecord(int(index[b.index]), b.raw, b.reason) for b in sub.bad]
+    bad += [BadRecord(i, bytes(msgs[i] or b""), why) for i, why in crashed.items()]
+    bad.sort(key=lambda b: b.index)
+    return ParsedBatch(table, bad)
+
+
+def _one_by_one(parse: Any, msgs: list[bytes | None], crashed: dict[int, str]) -> ParsedBatch:
+    tables: list[pa.Table] = []
+    bad = [BadRecord(i, bytes(msgs[i] or b""), why) for i, why in crashed.items()]
+    for i, m in enumerate(msgs):
+        if i in crashed:
+            continue
+        p = parse([m])
+        bad.extend(BadRecord(i, b.raw, b.reason) for b in p.bad)
+        if p.table.num_rows:
+            t = p.table
+            tables.append(t.set_column(t.column_names.index(INDEX_COLUMN), INDEX_COLUMN,
+                                       pa.array([i] * t.num_rows, pa.int64())))
+    acc: pa.Table | None = None
+    for t in tables:  # the first messages' types win; a message whose types do not unify is bad
+        try:
+            acc = t if acc is None else pa.concat_tables([acc, t], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+            i = int(t.column(INDEX_COLUMN)[0].as_py())
+            bad.append(BadRecord(i, bytes(msgs[i] or b""), f"schema conflict with the batch: {err}"))
+    table = acc if acc is not None else pa.table({INDEX_COLUMN: pa.array([], pa.int64())})
+    if INDEX_COLUMN in table.column_names and table.column_names[-1] != INDEX_COLUMN:
+        table = table.select([*(c for c in table.column_names if c != INDEX_COLUMN), INDEX_COLUMN])
+    bad.sort(key=lambda b: b.index)
+    return ParsedBatch(table, bad)

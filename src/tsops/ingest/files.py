@@ -9,7 +9,9 @@ records, one :class:`~tsops.ingest.base.SourceBatch` per chunk. The position of 
 * with the same hash but not done continues after ``rows``;
 * that grew (its first ``bytes`` still hash to ``sha`` and ended with a newline) continues after ``rows``
   (append-only logs);
-* whose content changed otherwise is re-ingested from the start under its new hash, with a warning.
+* whose committed part changed otherwise (it shrank, was replaced, or a file not read to the end
+  disappeared) is a gap (:meth:`~tsops.ingest.base.Source.gap`): the run fails before reading anything,
+  unless the source says ``on_gap: skip``; then the file is re-ingested from the start under its new hash.
 
 ``rows`` counts *physical lines after the header* for CSV (including lines that were bad or skipped) and
 lines for JSON Lines; for Parquet it counts rows. A batch's records carry the 1-based line number (CSV,
@@ -17,7 +19,10 @@ JSONL; the header is line 1) or the 0-based row number (Parquet) as their source
 up to the size it had when it was hashed, so a file being appended to is read consistently.
 
 CSV is split into records by this module (a record continues over line breaks inside double quotes) and
-each chunk is parsed by :func:`pyarrow.csv.read_csv`, which gives exact line numbers: a line with the
+each chunk is parsed by :func:`pyarrow.csv.read_csv`, which gives exact line numbers. Quoting is strict
+(see :func:`_group`): text after a closing quote, a bare carriage return, or a quote that is never closed
+(it would swallow the rest of the file into one field) rejects that one line, and the lines after it are
+read normally. A line with the
 wrong number of fields, or bytes that cannot be decoded in the configured ``encoding``, becomes a
 :class:`~tsops.ingest.base.BadRecord` with the raw line and a reason naming the file and line; a cell a
 preset cannot convert (e.g. text in a numeric column) makes its row bad likewise. Blank lines are skipped.
@@ -55,6 +60,8 @@ Presets (``preset:`` in the config) read the original files of the real data set
 from __future__ import annotations
 
 import codecs
+import collections
+import functools
 import gzip
 import hashlib
 import io
@@ -75,7 +82,7 @@ import pyarrow.parquet as pq
 
 from tsops.config import FileSourceConfig
 from tsops.datamodel import SeriesSpec
-from tsops.ingest.base import BadRecord, Source, SourceBatch, safe_token
+from tsops.ingest.base import BadRecord, Gap, Source, SourceBatch, safe_token
 
 log = logging.getLogger(__name__)
 
@@ -252,50 +259,161 @@ def _chomp(raw: bytes) -> bytes:
 
 @dataclass
 class _Chunk:
-    """Records of one chunk: raw bytes (line endings kept) and the 1-based line number each starts on."""
+    """Records of one chunk: raw bytes (line endings kept) and the 1-based line number each starts on, and
+    the lines rejected while splitting records (line number, raw line, reason)."""
 
     recs: list[bytes]
     first: np.ndarray
     nlines: int
+    bad: list[tuple[int, bytes, str]] = field(default_factory=list)
 
 
-def _group(lines: list[bytes], lineno: int, f: BinaryIO, quote: bytes | None) -> _Chunk:
-    """Group physical lines into records; a record continues over line breaks inside quotes (reads on)."""
+#: a quoted field may span at most this many lines; an opening quote not closed within them is malformed
+MAX_RECORD_LINES = 10_000
+_QBODY = re.compile(rb'(?:[^"]++|"")*+')
+
+
+@functools.lru_cache(maxsize=8)
+def _record_re(delim: bytes) -> re.Pattern[bytes]:
+    """A complete, well-quoted CSV record on one line: quoted fields ("" escapes a quote) or unquoted
+    fields that do not start with a quote (a quote inside them is a literal, as pyarrow reads it)."""
+    d = re.escape(delim)
+    fld = rb'(?>"(?:[^"]++|"")*+"|[^"' + d + rb'\r\n][^' + d + rb'\r\n]*+|)'
+    return re.compile(fld + rb"(?:" + d + fld + rb")*+(?:\r?\n)?")
+
+
+@functools.lru_cache(maxsize=8)
+def _records_re(delim: bytes) -> re.Pattern[bytes]:
+    """Lines that are each one complete, well-quoted record (no quoted line breaks): one check per chunk."""
+    d = re.escape(delim)
+    fld = rb'(?>"(?:[^"\r\n]++|"")*+"|[^"' + d + rb'\r\n][^' + d + rb'\r\n]*+|)'  # atomic: no backtracking
+    return re.compile(rb"(?:" + fld + rb"(?:" + d + fld + rb")*+(?:\r?\n|\Z))*+")
+
+
+def _scan(ln: bytes, delim: bytes, inq: bool) -> tuple[bool, int, str | None]:
+    """Follow the quoting of one physical line as pyarrow's parser does, but strictly.
+
+    ``inq``: the line starts inside a quoted field. Returns (a quoted field is still open at the end of the
+    line, delimiters seen outside quotes, the error or None). Errors: text after a closing quote, and a
+    carriage return outside quotes (pyarrow would start a new row there).
+    """
+    end = len(ln) - (2 if ln.endswith(b"\r\n") else 1 if ln.endswith(b"\n") else 0)
+    i = nd = 0
+    while True:
+        if inq:
+            i = _QBODY.match(ln, i, end).end()  # type: ignore[union-attr]
+            if i >= end:
+                return True, nd, None
+            i += 1  # the closing quote
+            inq = False
+            if i >= end:
+                return False, nd, None
+            if ln[i:i + 1] == delim:
+                nd += 1
+                i += 1
+                continue
+            return False, nd, (f"column {i + 1}: {ln[i:i + 1]!r} after a closing double quote (expected "
+                               f"{delim.decode()!r} or the end of the line)")
+        if i < end and ln[i] == 0x22:
+            inq = True
+            i += 1
+            continue
+        j = ln.find(delim, i, end)
+        k = ln.find(b"\r", i, j if j >= 0 else end)
+        if k >= 0:
+            return False, nd, f"column {k + 1}: a carriage return outside quotes"
+        if j < 0:
+            return False, nd, None
+        nd += 1
+        i = j + 1
+
+
+def _plain(ln: bytes, quote: bytes) -> bool:
+    """No quote and no carriage return except in the line ending: the line is one record as it is."""
+    return quote not in ln and (b"\r" not in ln or b"\r" not in ln.rstrip(b"\r\n"))
+
+
+def _group(lines: list[bytes], lineno: int, f: BinaryIO, quote: bytes | None, delim: bytes = b",",
+           nfields: int | None = None) -> _Chunk:
+    """Group physical lines into records; a record continues over line breaks inside quotes (reads on).
+
+    CSV quoting is checked strictly: a line with text after a closing quote is rejected; a quoted field that
+    is never closed (end of file, or :data:`MAX_RECORD_LINES` lines), or whose record then has another number
+    of fields than the header, or runs into a malformed line, or spans two or more inner lines that each
+    look like a complete record (quote-free, the header's number of fields), is an unclosed quote: its
+    first line is rejected and the lines after it are read as records again. So one stray quote costs one
+    line (two stray quotes closing each other over a single line break stay one record: valid CSV).
+    """
     n = len(lines)
-    if quote is None or not any([ln.count(quote) & 1 for ln in lines]):
+    if quote is None:
         return _Chunk(lines, lineno + np.arange(n, dtype=np.int64), n)
-    recs: list[bytes] = []
-    firsts: list[int] = []
-    buf: list[bytes] = []
-    parity = 0
-    start = cur = lineno
-
-    def take(ln: bytes) -> None:
-        nonlocal buf, parity, start, cur
-        if not buf:
-            start = cur
-        buf.append(ln)
+    blob = b"".join(lines)
+    if (quote not in blob and blob.count(b"\r") == blob.count(b"\r\n")) or _records_re(delim).fullmatch(blob):
+        return _Chunk(lines, lineno + np.arange(n, dtype=np.int64), n)  # every line one well-formed record
+    ok = _record_re(delim).fullmatch
+    suspect = [j for j, ln in enumerate(lines) if not _plain(ln, quote) and not ok(ln)]
+    if not suspect:
+        return _Chunk(lines, lineno + np.arange(n, dtype=np.int64), n)
+    recs: list[bytes] = lines[:suspect[0]]
+    firsts: list[int] = list(range(lineno, lineno + suspect[0]))
+    bad: list[tuple[int, bytes, str]] = []
+    pending = collections.deque(lines[suspect[0]:])
+    cur = lineno + suspect[0]
+    while pending:
+        ln = pending.popleft()
+        if _plain(ln, quote) or ok(ln):
+            recs.append(ln)
+            firsts.append(cur)
+            cur += 1
+            continue
+        inq, nd, err = _scan(ln, delim, False)
+        if err is not None:
+            bad.append((cur, ln, err))
+            cur += 1
+            continue
+        if not inq:
+            recs.append(ln)
+            firsts.append(cur)
+            cur += 1
+            continue
+        buf = [ln]
+        why = None
+        while inq:  # the quoted field goes on over the next lines
+            if len(buf) >= MAX_RECORD_LINES:
+                why = f"a double quote opened on this line is not closed within {MAX_RECORD_LINES:,} lines"
+                break
+            nxt = pending.popleft() if pending else f.readline()
+            if not nxt:
+                why = "a double quote opened on this line is never closed (end of file)"
+                break
+            buf.append(nxt)
+            inq, more, err = _scan(nxt, delim, True)
+            nd += more
+            if err is not None:
+                why = (f"a double quote opened on this line runs on to line {cur + len(buf) - 1}, "
+                       f"where {err}: taken as an unclosed quote")
+                break
+        if why is None and nfields is not None and nd + 1 != nfields:
+            why = (f"a quoted field opened on this line spans lines {cur}-{cur + len(buf) - 1} and gives "
+                   f"{nd + 1} fields, expected {nfields}: taken as an unclosed quote")
+        if why is None and nfields is not None and len(buf) > 3 and all(
+                quote not in x and x.count(delim) == nfields - 1 for x in buf[1:-1]):
+            why = (f"a quoted field opened on this line spans lines {cur}-{cur + len(buf) - 1}, whose inner "
+                   f"lines are records of {nfields} fields each: taken as an unclosed quote")
+        if why is None:
+            recs.append(b"".join(buf))
+            firsts.append(cur)
+            cur += len(buf)
+            continue
+        bad.append((cur, ln, why))
         cur += 1
-        parity ^= ln.count(quote) & 1
-        if not parity:
-            recs.append(b"".join(buf))
-            firsts.append(start)
-            buf = []
-
-    for ln in lines:
-        take(ln)
-    while buf:  # an open quote at the end of the chunk: read on until the record closes
-        ln = f.readline()
-        if not ln:  # unterminated quote: the rest is one record (the CSV parser rejects it)
-            recs.append(b"".join(buf))
-            firsts.append(start)
-            break
-        take(ln)
-    return _Chunk(recs, np.asarray(firsts, dtype=np.int64), cur - lineno)
+        pending.extendleft(reversed(buf[1:]))  # the lines after it are read again as records
+    return _Chunk(recs, np.asarray(firsts, dtype=np.int64), cur - lineno, bad)
 
 
 def _read_chunks(
-    f: BinaryIO, lineno: int, skip_lines: int, size: int, quote: bytes | None
+    f: BinaryIO, lineno: int, skip_lines: int, size: int, quote: bytes | None, delim: bytes = b",",
+    nfields: int | None = None,
 ) -> Iterator[tuple[_Chunk, int, bool]]:
     """Chunks of about ``size`` records after ``skip_lines`` lines: (chunk, lines skipped before it, last).
 
@@ -314,7 +432,7 @@ def _read_chunks(
         lines = list(itertools.islice(f, size))
         if not lines:
             break
-        chunk = _group(lines, lineno, f, quote)
+        chunk = _group(lines, lineno, f, quote, delim, nfields)
         lineno += chunk.nlines
         if pending is not None:
             yield pending, skipped, False
@@ -344,6 +462,7 @@ class FileSource(Source):
         if self.preset is not None and cfg.format != "csv":
             raise ValueError(f"preset {cfg.preset!r} reads CSV files, but format is {cfg.format!r}")
         self._positions: dict[str, Any] = {}
+        self.on_gap = cfg.on_gap
 
     # ------------------------------------------------------------------ discovery and positions
     def files(self) -> list[tuple[str, Path]]:
@@ -388,10 +507,13 @@ class FileSource(Source):
         ):
             log.info("%s grew from %d to %d bytes: continuing after %s rows", rel, old_size, size, p.get("rows"))
             return _FileState(rel, path, sha, size, int(p.get("rows", 0)))
-        log.warning(
-            "%s changed since it was ingested (sha %s... -> %s...): ingesting it again from the start",
-            rel, str(p.get("sha"))[:10], sha[:10],
-        )
+        how = f"shrank from {old_size:,} to {size:,} bytes" if size < old_size else \
+            f"was replaced (sha {str(p.get('sha'))[:10]}... -> {sha[:10]}..., {old_size:,} -> {size:,} bytes)"
+        rest = "" if p.get("done") else " before it was read to the end"
+        self.gap(Gap(rel, {k: p.get(k) for k in ("sha", "bytes", "rows", "done")},
+                     {"sha": sha, "bytes": size},
+                     f"the file {how} after {p.get('rows')} rows were ingested{rest}; with on_gap: skip it is "
+                     "ingested again from the start as a new file"))
         return _FileState(rel, path, sha, size, 0)
 
     def _stem(self, rel: str) -> str:
@@ -417,8 +539,15 @@ class FileSource(Source):
         )
 
     def batches(self) -> Iterator[SourceBatch]:
-        for rel, path in self.files():
-            st = self.plan(rel, path)
+        found = self.files()
+        here = {rel for rel, _ in found}
+        for rel, p in sorted(self._positions.items()):
+            if rel not in here and not p.get("done"):
+                self.gap(Gap(rel, {k: p.get(k) for k in ("sha", "bytes", "rows", "done")}, None,
+                             f"the file disappeared after {p.get('rows')} rows were ingested, before it was "
+                             "read to the end"))
+        plans = [(rel, self.plan(rel, path)) for rel, path in found]  # every gap is found before reading
+        for rel, st in plans:
             if st is None:
                 log.debug("%s already ingested: skipped", rel)
                 continue
@@ -459,7 +588,8 @@ class FileSource(Source):
             if self.preset is not None:
                 per_chunk = max(1, per_chunk // self.preset.divisor)
             done = 0  # physical lines after the header consumed so far
-            for chunk, skipped, last in _read_chunks(f, 2, st.start_rows, per_chunk, b'"'):
+            delim = (self.preset.delimiter if self.preset else self.cfg.delimiter).encode("utf-8")
+            for chunk, skipped, last in _read_chunks(f, 2, st.start_rows, per_chunk, b'"', delim, len(names)):
                 done += skipped
                 table, pos, bad = self._csv_chunk_table(st, names, chunk)
                 yield self._batch(st, done, done + chunk.nlines, last, table, bad, pos)
@@ -472,7 +602,7 @@ class FileSource(Source):
         nulls = list(preset.null_values) if preset else [""]
         enc = self.cfg.encoding
         recs, first = chunk.recs, chunk.first
-        bad: list[BadRecord] = []
+        bad = [BadRecord(_chomp(raw), f"{st.rel} line {n}: {why}", n) for n, raw, why in chunk.bad]
         blank = [not r.strip() for r in recs]
         if any(blank):  # blank lines carry nothing: skipped
             keep = ~np.asarray(blank)
@@ -509,16 +639,41 @@ class FileSource(Source):
             return "skip"
 
         header = pcsv_header(names, delim)
-        table = pcsv.read_csv(
-            pa.py_buffer(header + blob),
-            read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * (len(blob) + len(header)))),
-            parse_options=pcsv.ParseOptions(delimiter=delim, newlines_in_values=True, invalid_row_handler=on_invalid,
-                                            ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, null_values=nulls, strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+
+        def read(data: bytes) -> pa.Table:
+            return pcsv.read_csv(
+                pa.py_buffer(header + data),
+                read_options=pcsv.ReadOptions(use_threads=False,
+                                              block_size=max(1 << 20, 2 * (len(data) + len(header)))),
+                parse_options=pcsv.ParseOptions(delimiter=delim, newlines_in_values=True,
+                                                invalid_row_handler=on_invalid, ignore_empty_lines=False),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, null_values=nulls, strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+
+        table = read(blob)
+        if table.num_rows + len(invalid) != len(recs):  # the parser split records otherwise: one by one
+            log.warning("%s: the CSV parser read %d rows from %d records; reading them one by one", st.rel,
+                        table.num_rows + len(invalid), len(recs))
+            invalid.clear()
+            parts, keep_l = [], []
+            for j, r in enumerate(recs):
+                before = len(invalid)
+                t1 = read(r)
+                if t1.num_rows == 1 and len(invalid) == before:
+                    parts.append(t1)
+                    keep_l.append(True)
+                    continue
+                del invalid[before:]
+                keep_l.append(False)
+                bad.append(BadRecord(_chomp(r), f"{st.rel} line {first[j]}: not one CSV record "
+                                                f"({t1.num_rows} rows)", int(first[j])))
+            keep = np.asarray(keep_l, bool)
+            recs = [r for r, k in zip(recs, keep, strict=True) if k]
+            first = first[keep]
+            table = pa.concat_tables(parts) if parts else read(b"")
         if invalid:
             keep = np.ones(len(recs), bool)
             for number in invalid:
@@ -642,7 +797,8 @@ class FileSource(Source):
             piece = pieces.pop(0)
             try:
                 values = [m for _, m in piece]
-                parsed = env.parse_envelopes(values) if self.cfg.envelope else env.parse_json_records(values)
+                parse = env.parse_envelopes if self.cfg.envelope else env.parse_json_records
+                parsed = env.parse_isolating(parse, values)
                 out.append((piece, parsed))
             except env.SchemaConflictError:
                 if len(piece) < 2:

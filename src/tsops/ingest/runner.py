@@ -12,6 +12,12 @@ For every batch a source yields:
 
 A crash between 2 and 4 leaves a pending batch: the next run deletes its files before reading again from the
 committed positions, so the lake holds every record exactly once and ``accepted + quarantined = consumed``.
+That roll-back assumes no other run of the dataset is writing: :func:`tsops.ingest.api.ingest` holds the
+dataset's ingest lock for the run.
+
+One record can never fail its batch: whatever the conversion to long format raises is isolated to the
+records behind it (:func:`convert_records`), which are quarantined with the error as reason. Gaps the source
+reports (:meth:`~tsops.ingest.base.Source.gap`) go to the audit (``ingest_gap``) and the run's stats.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import pyarrow.compute as pc
 
 from tsops.catalog import Catalog
 from tsops.datamodel import POS, SERIES_ID, SRC, TS, VALUE, SeriesSpec, to_long
-from tsops.ingest.base import Source, SourceBatch
+from tsops.ingest.base import Gap, Source, SourceBatch
 from tsops.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class IngestReport:
     files: int = 0
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: gaps the source found (see :class:`~tsops.ingest.base.Gap`), each with its action
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +108,26 @@ def _delete_partials(lake: Lake, files: Sequence[str], stem: str) -> None:
 def _row_bytes(records: pa.Table, rows: np.ndarray) -> list[bytes]:
     if len(rows) == 0:
         return []
-    sub = records.take(pa.array(rows)).to_pylist()
-    return [json.dumps(r, default=str, ensure_ascii=False).encode() for r in sub]
+    if records.num_columns == 0:
+        return [b"{}"] * len(rows)
+    sub = records.take(pa.array(rows))
+    try:
+        dicts = sub.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):  # a value Python cannot hold (a year 300000 date)
+        cols = {c: _column_pylist(sub.column(c)) for c in sub.column_names}
+        dicts = [{c: v[i] for c, v in cols.items()} for i in range(sub.num_rows)]
+    return [json.dumps(r, default=str, ensure_ascii=False).encode() for r in dicts]
+
+
+def _column_pylist(col: pa.ChunkedArray) -> list[Any]:
+    try:
+        return col.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):
+        t = col.type
+        if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_duration(t):
+            width = pa.int32() if t in (pa.date32(), pa.time32("s"), pa.time32("ms")) else pa.int64()
+            return [None if v is None else f"{v} ({t})" for v in pc.cast(col, width).to_pylist()]
+        return [str(v) for v in col]
 
 
 def quarantine_table(batch: SourceBatch, rejected_rows: np.ndarray, rejected_reasons: list[str]) -> pa.Table:
@@ -130,21 +156,85 @@ def quarantine_table(batch: SourceBatch, rejected_rows: np.ndarray, rejected_rea
     )
 
 
+def convert_records(
+    records: pa.Table, spec: SeriesSpec, src: str, pos: np.ndarray | None, n: int | None = None
+) -> tuple[pa.Table | None, np.ndarray, list[str]]:
+    """:func:`~tsops.datamodel.to_long` that never fails a batch for one record.
+
+    Returns (long table or None, rejected row numbers, reasons). Records lacking the timestamp or a key
+    field are rejected as missing it; records without any value field are rejected as such. When the
+    conversion raises for the batch (a timestamp beyond the lake's range, a field of an unusable type), the
+    batch is split in halves until the records that raise on their own are found: they are rejected with the
+    error, the others are converted. ``n`` is the number of records (a table without columns has no rows).
+    """
+    n = records.num_rows if n is None else n
+    pos = np.arange(n, dtype=np.int64) if pos is None else np.asarray(pos, dtype=np.int64)
+    if not any(v in records.column_names for v in spec.values):
+        why = f"none of the value fields {spec.values} is present (record fields: {records.column_names})"
+        return None, np.arange(n, dtype=np.int64), [why] * n
+    for c in [spec.timestamp, *spec.keys]:
+        if c not in records.column_names:  # a schema without the field: each record lacks it
+            records = records.append_column(c, pa.nulls(n, pa.string()))
+    longs: list[pa.Table] = []
+    rows: list[np.ndarray] = []
+    reasons: list[str] = []
+
+    def run(lo: int, hi: int) -> None:
+        try:
+            res = to_long(records.slice(lo, hi - lo), spec, src=src, pos=pos[lo:hi])
+            _check_storable(res.table)
+        except Exception as err:  # noqa: BLE001 - isolate the record(s) behind it
+            if hi - lo == 1:
+                msg = str(err).splitlines()[0] if str(err) else ""
+                rows.append(np.array([lo], np.int64))
+                reasons.append(f"record cannot be converted: {type(err).__name__}: {msg}"[:500])
+                return
+            mid = (lo + hi) // 2
+            run(lo, mid)
+            run(mid, hi)
+            return
+        if res.table.num_rows:
+            longs.append(res.table)
+        rows.append(res.rejected.rows + lo)
+        reasons.extend(res.rejected.reasons)
+
+    run(0, n)
+    long = None
+    if longs:
+        long = longs[0] if len(longs) == 1 else pa.concat_tables(longs, promote_options="permissive")
+    rej = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    order = np.argsort(rej, kind="stable")
+    return long, rej[order], [reasons[i] for i in order]
+
+
+def _check_storable(long: pa.Table) -> None:
+    """Raise for what the lake cannot store (so that it is found per record, not at write time)."""
+    if long.num_rows:
+        pc.cast(long.column(TS), pa.timestamp("us", tz="UTC"))
+
+
 def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
     """Per-series first/last timestamp, count and descriptive attributes of a long table (one batch)."""
     if table.num_rows == 0:
         return []
     attrs = [c for c in table.column_names if c not in (SERIES_ID, TS, VALUE, SRC, POS)]
-    aggs = [(TS, "min"), (TS, "max"), (TS, "count")] + [(a, "last") for a in attrs]
-    g = table.group_by(SERIES_ID, use_threads=False).aggregate(aggs)
+    # attribute names as column references: Arrow reads "a.b" as a path, so aggregate them under plain names
+    plain = table.select([SERIES_ID, TS, *attrs]).rename_columns([SERIES_ID, TS, *(f"a{i}" for i in range(len(attrs)))])
+    base = [(TS, "min"), (TS, "max"), (TS, "count")]
+    try:
+        g = plain.group_by(SERIES_ID, use_threads=False).aggregate(base + [(f"a{i}", "last") for i in range(len(attrs))])
+        attr_vals = {a: _pylist(g.column(f"a{i}_last")) for i, a in enumerate(attrs)}
+    except (pa.ArrowException, OverflowError, ValueError) as err:  # an attribute type Arrow cannot aggregate
+        log.warning("series attributes of this batch not recorded in the catalog (%s)", err)
+        g = plain.group_by(SERIES_ID, use_threads=False).aggregate(base)
+        attr_vals = {}
     ts_min = pc.cast(g.column(f"{TS}_min"), pa.int64()).to_pylist()
     ts_max = pc.cast(g.column(f"{TS}_max"), pa.int64()).to_pylist()
     counts = g.column(f"{TS}_count").to_pylist()
-    attr_vals = {a: g.column(f"{a}_last").to_pylist() for a in attrs}
     key_set = set(spec.keys)
     out = []
     for i, sid in enumerate(g.column(SERIES_ID).to_pylist()):
-        a = {k: _jsonable(v[i]) for k, v in attr_vals.items()}
+        a = {_no_nul(k): _jsonable(v[i]) for k, v in attr_vals.items()}
         doc: dict[str, Any] = {
             "series_id": sid,
             "first_ts_us": ts_min[i],
@@ -164,10 +254,26 @@ def series_stats(table: pa.Table, spec: SeriesSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _pylist(col: pa.ChunkedArray) -> list[Any]:
+    try:
+        return col.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):  # e.g. a date beyond Python's range
+        return [str(v) for v in col]
+
+
 def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, str | int | float | bool):
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)  # JSON (and PostgreSQL's JSONB) has no NaN / Infinity
+    if isinstance(v, str):
+        return _no_nul(v)
+    if v is None or isinstance(v, int | float | bool):
         return v
-    return str(v)
+    return _no_nul(str(v))
+
+
+def _no_nul(s: str) -> str:
+    """PostgreSQL's JSONB cannot hold U+0000: the catalog's summary spells it out (the lake keeps the value)."""
+    return s.replace("\x00", "\\u0000") if "\x00" in s else s
 
 
 def run_ingest(
@@ -186,6 +292,13 @@ def run_ingest(
     catalog.upsert_dataset(dataset, {"series": spec.model_dump(), "sources": {source.name: type(source).__name__}})
     run_id = catalog.start_run("ingest", dataset, {"source": source.name})
     src_name = source.name
+
+    def on_gap(g: Gap, action: str) -> None:
+        entry = {"source": src_name, "action": action, "run": run_id, **g.as_dict()}
+        report.gaps.append(entry)
+        catalog.add_audit("ingest_gap", dataset, entry)
+
+    source.gap_sink = on_gap
 
     def recover(parts: Sequence[str] | None = None) -> dict[str, Any]:
         report.rolled_back += rollback_pending(lake, catalog, dataset, src_name, parts)
@@ -228,11 +341,11 @@ def _commit(
     seen: set[str],
 ) -> None:
     records = batch.records
+    n = records.num_rows
     if "_index" in records.column_names:
         records = records.drop_columns(["_index"])
-    if records.num_rows:
-        res = to_long(records, spec, src=batch.src, pos=batch.pos)
-        long, rej_rows, rej_reasons = res.table, res.rejected.rows, res.rejected.reasons
+    if n:
+        long, rej_rows, rej_reasons = convert_records(records, spec, batch.src, batch.pos, n)
     else:
         long, rej_rows, rej_reasons = None, np.empty(0, np.int64), []
     q = quarantine_table(batch, rej_rows, rej_reasons)
@@ -241,7 +354,7 @@ def _commit(
         planned += lake.plan("raw", dataset, long, batch.key)
     if q.num_rows:
         planned += lake.plan("quarantine", dataset, q, batch.key, ts_column="quarantined_at")
-    accepted = records.num_rows - len(rej_rows)
+    accepted = n - len(rej_rows)
     stats = {
         "accepted": accepted,
         "quarantined": q.num_rows,
@@ -254,9 +367,9 @@ def _commit(
             f"batch {batch.key}: counts do not reconcile (accepted {accepted} + quarantined {q.num_rows} "
             f"!= consumed {batch.consumed})"
         )
+    docs = series_stats(long, spec) if long is not None else []  # before writing: a failure here leaves nothing
     catalog.begin_batch(dataset, source.name, batch.key, [p.path for p in planned], parts=stats["parts"])
     lake.write(planned)
-    docs = series_stats(long, spec) if long is not None else []
     committed = catalog.commit_batch(
         dataset, source.name, batch.key, positions_=batch.positions, series_docs=docs, stats=stats
     )

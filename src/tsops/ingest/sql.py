@@ -21,6 +21,11 @@ The upper bound ``ts <= now - delay_s`` (Connect's ``timestamp.delay.interval.ms
 transaction may still be open. As with Connect, a row committed later with a timestamp (and id) below the
 watermark is never read: choose ``delay_s`` larger than the longest writing transaction.
 
+A table whose newest row is below the committed watermark was truncated or recreated: a gap, checked when
+polling starts (:meth:`SqlPollingSource.check_gap`; fails the run unless ``on_gap: skip``). Connection and
+login failures raise :class:`~tsops.ingest.base.SourceUnavailable` naming the URL without its password.
+With an integer id column, each record's source position (``_pos`` in the lake) is its id.
+
 Timestamp columns may be DATETIME / ``timestamp`` (naive: interpreted in ``timezone``, UTC by default),
 ``timestamp with time zone`` / MySQL TIMESTAMP (the session runs in UTC), or integer epochs (``epoch_unit``,
 ms by default). Rows with a NULL timestamp are never read. Records come out as Arrow tables typed from the
@@ -45,12 +50,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from tsops.config import SqlSourceConfig
-from tsops.ingest.base import Source, SourceBatch, safe_token
+from tsops.ingest.base import Gap, Source, SourceBatch, SourceUnavailable, safe_token
 from tsops.ingest.connect import EnvelopeEncoder
 
 log = logging.getLogger(__name__)
@@ -152,6 +158,7 @@ class SqlPollingSource(Source):
         self.poll_interval_s = poll_interval_s
         self._table: sa.Table | None = None
         self._wm: tuple[Any, Any] | None = None  # (ts, id) in database-native form
+        self.on_gap = cfg.on_gap
         self._schema: pa.Schema | None = None
 
     # ------------------------------------------------------------------ setup
@@ -331,7 +338,46 @@ class SqlPollingSource(Source):
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
             raise TypeError(f"column {c.name!r} of {self.cfg.table!r}: cannot convert to {t}: {err}") from err
 
+    def check_gap(self) -> None:
+        """A table whose newest row is below the committed watermark was truncated or recreated: a gap.
+
+        (Rows below the watermark appearing while newer ones exist are late data, left to ``delay_s``.)
+        """
+        if self._wm is None:
+            return
+        ts, idc = self.ts_col, self.id_col
+        wts, wid = self._wm
+        order = [ts.desc()] if idc is None else [ts.desc(), idc.desc()]
+        cols = [ts] if idc is None else [ts, idc]
+        with self.engine.connect() as conn:
+            top = conn.execute(sa.select(*cols).where(ts.isnot(None)).order_by(*order).limit(1)).first()
+            if top is not None:
+                newest = (top[0], top[1] if idc is not None else None)
+                behind = newest[0] < wts or (newest[0] == wts and idc is not None and wid is not None
+                                             and newest[1] < wid)
+                if not behind:
+                    return
+            below = [ts.isnot(None), ts <= wts]
+            n = conn.execute(sa.select(sa.func.count()).select_from(self.table).where(sa.and_(*below))).scalar()
+        newest_txt = "the table is empty" if top is None else f"its newest row is {self._encode(newest)}"
+        self.gap(Gap(self.position_key, self._encode(self._wm), None if top is None else self._encode(newest),
+                     f"{newest_txt}, below the committed watermark {self._encode(self._wm)}: the table was "
+                     f"truncated or recreated ({n:,} rows at or below the watermark will not be read)",
+                     skipped=None))
+
     def batches(self) -> Iterator[SourceBatch]:
+        try:
+            yield from self._batches()
+        except sa.exc.DBAPIError as err:
+            if not isinstance(err, sa.exc.OperationalError | sa.exc.InterfaceError) and not err.connection_invalidated:
+                raise
+            url = sa.engine.make_url(self.cfg.url).render_as_string(hide_password=True)
+            orig = str(getattr(err, "orig", None) or err).strip().splitlines()
+            raise SourceUnavailable(f"sql: cannot query {self.cfg.table!r} at {url}: "
+                                    f"{orig[0] if orig else type(err).__name__}") from None
+
+    def _batches(self) -> Iterator[SourceBatch]:
+        self.check_gap()
         while True:
             rows = self.poll()
             if not rows:
@@ -345,9 +391,13 @@ class SqlPollingSource(Source):
             last = rows[-1]
             end = (last[t_i], last[i_i] if i_i is not None else None)
             start = self._wm
+            ids = None  # an integer id is each record's source position (else its row number in the batch)
+            if i_i is not None and isinstance(self.id_col.type, sa.Integer):
+                ids = np.fromiter((-1 if r[i_i] is None else int(r[i_i]) for r in rows), np.int64, len(rows))
             batch = SourceBatch(
                 key=self.batch_key(start, end),
                 records=self.to_arrow(rows),
+                pos=ids,
                 positions={self.position_key: self._encode(end)},
                 src=f"sql:{self.cfg.table}",
             )

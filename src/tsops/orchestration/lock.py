@@ -1,9 +1,10 @@
-"""A per-dataset lock so that two pipeline runs on the same dataset never interleave.
+"""Per-dataset locks so that two runs of the same kind on the same dataset never interleave.
 
-An exclusive ``fcntl`` lock on ``<project>/.tsops/locks/<dataset>.lock``: released by the kernel when the holder
-exits, however it exits (a SIGKILLed run never leaves a stale lock). The file records who holds it, so the
-second run can say so. Runs on several hosts sharing one project need a shared file system that honours
-POSIX locks (NFSv4 does).
+An exclusive ``fcntl`` lock on ``<project>/.tsops/locks/<dataset>.lock`` (pipeline runs) or
+``<dataset>.<kind>.lock`` (e.g. ``ingest``: taken by every ingestion of the dataset, also the pipeline's ingest
+stage, which holds the pipeline lock too): released by the kernel when the holder exits, however it exits (a
+SIGKILLed run never leaves a stale lock). The file records who holds it, so the second run can say so. Runs on
+several hosts sharing one project need a shared file system that honours POSIX locks (NFSv4 does).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ class LockBusy(RuntimeError):
 
 
 class DatasetLock:
-    def __init__(self, project_root: Path, dataset: str, *, wait: bool = False, timeout_s: float = 3600.0):
-        self.path = Path(project_root) / ".tsops" / "locks" / f"{dataset}.lock"
+    def __init__(self, project_root: Path, dataset: str, *, wait: bool = False, timeout_s: float = 3600.0,
+                 kind: str = "pipeline"):
+        name = f"{dataset}.lock" if kind == "pipeline" else f"{dataset}.{kind}.lock"
+        self.path = Path(project_root) / ".tsops" / "locks" / name
         self.dataset = dataset
+        self.kind = kind
         self.wait = wait
         self.timeout_s = timeout_s
         self._fh = None
@@ -50,8 +54,8 @@ class DatasetLock:
                     h = self.holder() or {}
                     who = f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}" if h else "another run"
                     raise LockBusy(
-                        f"a pipeline run on dataset {self.dataset!r} is already in progress ({who}); "
-                        f"wait for it, or pass --wait to queue behind it"
+                        f"a{'n' if self.kind[:1] in 'aeiou' else ''} {self.kind} run on dataset {self.dataset!r} "
+                        f"is already in progress ({who}); wait for it, or pass --wait to queue behind it"
                     ) from None
                 time.sleep(0.5)
         fh.seek(0)
