@@ -25,7 +25,9 @@ def check(res: faults.FaultResult, *, failures: bool = False) -> None:
 def test_sigkill_files(tmp_path):
     res = faults.files_sigkill(tmp_path, n=6000, files=3, batch_rows=300, kills=2, seed=11)
     check(res, failures=True)
-    assert res.exit_codes[0] == 1  # the final run
+    # every run either ended cleanly (a run may finish before its kill lands) or was killed; the final run's
+    # exit code 0 is checked by check() through the note
+    assert set(res.exit_codes) <= {0, "SIGKILL"} and res.exit_codes[0] >= 1, res.exit_codes
 
 
 @pytest.mark.services
