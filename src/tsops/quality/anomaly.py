@@ -69,7 +69,11 @@ def anomaly_events(ts_us: np.ndarray, raw: np.ndarray, cls: np.ndarray, score: n
     ends = np.append(starts[1:], flagged.size)
     score = np.asarray(score, float)
     treated = np.zeros(cls.size, bool) if treated is None else np.asarray(treated, bool)
-    ts = pd.to_datetime(np.asarray(ts_us, np.int64), unit="us", utc=True)
+    ts_us = np.asarray(ts_us, np.int64)
+
+    def iso(i: int) -> str:  # only the event bounds are converted (a whole series' index would cost more)
+        return pd.Timestamp(int(ts_us[i]), unit="us", tz="UTC").isoformat()
+
     out = []
     for a, b in zip(starts, ends, strict=True):
         rows = flagged[a:b]
@@ -79,8 +83,8 @@ def anomaly_events(ts_us: np.ndarray, raw: np.ndarray, cls: np.ndarray, score: n
             mag = float(score[p])
         else:
             p, mag = rows[0], None
-        out.append({"class": CLASS_NAMES[cls[rows[0]]], "start": ts[rows[0]].isoformat(),
-                    "end": ts[rows[-1]].isoformat(), "peak_ts": ts[p].isoformat(), "n_points": int(rows.size),
+        out.append({"class": CLASS_NAMES[cls[rows[0]]], "start": iso(rows[0]),
+                    "end": iso(rows[-1]), "peak_ts": iso(p), "n_points": int(rows.size),
                     "peak": float(raw[p]) if np.isfinite(raw[p]) else None, "magnitude": mag,
                     "n_treated": int(treated[rows].sum())})
     return out

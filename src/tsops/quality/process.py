@@ -31,7 +31,8 @@ from tsops.engine import clean_dataset
 from tsops.lake.sql import connect as connect_lake
 from tsops.lake.sql import view_name
 from tsops.lake.store import Lake
-from tsops.quality.chain import CleaningConfig, clean_frame
+from tsops.quality.chain import CleaningConfig, clean_many
+from tsops.quality.kernels import NAT
 from tsops.quality.profile import build_profile, needs_season_check
 
 log = logging.getLogger(__name__)
@@ -233,16 +234,30 @@ def process_dataset(
 def first_look_seasons(df: pd.DataFrame, cfg: CleaningConfig, known: dict[str, tuple[int, ...]]
                        ) -> dict[str, tuple[int, ...]]:
     """Seasons of the series in ``df`` that have none yet: the window on its grid (dedup and gaps only, no
-    anomaly rule), through :func:`detect_seasons`."""
+    anomaly rule), through :func:`detect_seasons`.
+
+    Arrays only (one :func:`clean_many` call, no frames, attributes or quality documents): this look runs
+    before the real cleaning pass on every series seen for the first time.
+    """
     new = df[~df[SERIES_ID].isin(list(known))] if known else df
     if not len(new):
         return {}
-    look = replace(cfg, anomaly_methods=(), treatment="none", impute="linear", score_imputation=False)
-    grid, docs = clean_frame(new[[SERIES_ID, TS, VALUE]], look)
-    period = {d["series_id"]: d.get("period_seconds") for d in docs}
+    look = replace(cfg, anomaly_methods=(), treatment="none", impute="linear", score_imputation=False
+                   ).frozen_now()
+    codes, uniques = pd.factorize(new[SERIES_ID], sort=False)
+    order = np.argsort(codes, kind="stable")
+    offsets = np.zeros(len(uniques) + 1, np.int64)
+    offsets[1:] = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+    ts = new[TS]
+    us = np.where(ts.isna().to_numpy(), NAT, ts.to_numpy(dtype="datetime64[us]").view(np.int64))[order]
+    vals = pd.to_numeric(new[VALUE], errors="coerce").to_numpy(np.float64)[order]
+    batch = clean_many(us, vals, offsets, look, season_lengths=[()] * len(uniques))
+    period_us = batch.stats["period_us"].to_numpy(float)
     out = {}
-    for sid, g in grid.groupby(SERIES_ID, sort=False):
-        out[str(sid)] = tuple(s.length for s in detect_seasons(g[VALUE].to_numpy(float), period.get(str(sid))))
+    for s, sid in enumerate(uniques):
+        p = period_us[s] / 1e6 if math.isfinite(period_us[s]) else None
+        x = batch.value[batch.offsets[s]:batch.offsets[s + 1]]
+        out[str(sid)] = tuple(season.length for season in detect_seasons(x, p))
     return out
 
 
