@@ -93,6 +93,18 @@ def test_full_pipeline_twice_second_run_changes_nothing(sensor_project):
     assert lake_files(sensor_project) == before
     assert json.dumps(sensor_project.catalog().list_series("sensors"), sort_keys=True, default=str) == docs
 
+    # a series' profile now finds another season than the champion uses: the train stage retrains, says why
+    import dataclasses
+
+    cat = sensor_project.catalog()
+    sid = sorted(s["series_id"] for s in cat.list_series("sensors"))[0]
+    prof = cat.get_profile("sensors", sid)
+    hourly = dataclasses.replace(prof, season_lengths=(int(3600 / prof.period_seconds),), season_names=("hourly",))
+    cat.upsert_series("sensors", [{"series_id": sid, "profile": hourly.to_dict()}])
+    cat.close()
+    due, why, mon = P.training_due(P.Context(sensor_project, "sensors"))
+    assert due and why.startswith("season changed in 1 series") and sid in why and mon["season_changed"][sid][0] == 144
+
     # the champion ages past retrain_every: the train stage retrains, and says why
     sensor_project.config.pipeline.retrain_every = "1s"
     import time

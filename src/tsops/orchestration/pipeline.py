@@ -99,6 +99,7 @@ def quality_summary(project: Project, dataset: str) -> dict[str, Any]:
 
 def training_due(ctx: Context) -> tuple[bool, str, dict[str, Any]]:
     """Whether the champion must be (re)trained, why, and the monitoring figures."""
+    from tsops.serving.batch import season_mismatch
     from tsops.serving.champion import NoChampionError, load_champion
 
     cfg = ctx.project.config.pipeline
@@ -126,6 +127,17 @@ def training_due(ctx: Context) -> tuple[bool, str, dict[str, Any]]:
             first = shifts[0]
             return True, (f"level shift in {len(shifts)} series since the champion was trained (e.g. "
                           f"{first['series_id']} at {first['at']})"), monitoring
+    cat = ctx.project.catalog()
+    try:
+        profiles = cat.get_profiles(ctx.dataset)
+    finally:
+        cat.close()
+    changed = season_mismatch(champ.model, profiles, sorted(profiles))
+    if changed:
+        monitoring["season_changed"] = {k: list(v) for k, v in list(changed.items())[:10]}
+        sid, (used, now) = next(iter(changed.items()))
+        return True, (f"season changed in {len(changed)} series since the champion was trained (e.g. {sid}: "
+                      f"{used} -> {now} samples)"), monitoring
     recent = monitoring.get("recent_mase")
     if recent is not None and score:
         monitoring["drift_ratio"] = recent / score
